@@ -1,0 +1,28 @@
+"""Event-camera files in, count frames out. Imports nothing else of this project.
+
+Public API: ``load``, ``Recording``, ``EventDecodeError``, ``EVENT_DTYPE``, ``FramingSpec``,
+``frame_events``, ``resolve_sensor_size``.
+"""
+
+from events.errors import EventDecodeError, LimitExceededError, UnknownFormatError
+from events.format import DecodeLimits
+from events.formats import BY_NAME as FORMATS
+from events.framing import FramingSpec, frame_events
+from events.load import detect_format, load
+from events.recording import EVENT_DTYPE, Recording, make_events, resolve_sensor_size
+
+__all__ = [
+    "EVENT_DTYPE",
+    "FORMATS",
+    "DecodeLimits",
+    "EventDecodeError",
+    "FramingSpec",
+    "LimitExceededError",
+    "Recording",
+    "UnknownFormatError",
+    "detect_format",
+    "frame_events",
+    "load",
+    "make_events",
+    "resolve_sensor_size",
+]
