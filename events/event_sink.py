@@ -1,0 +1,49 @@
+"""A growing output array that streaming decoders fill chunk by chunk.
+
+Decoders read a file in bounded chunks and append the decoded events here, so a large file
+costs the output plus one chunk, not the raw file plus a list of pieces to concatenate. The
+buffer starts at a capacity hint (e.g. the most events the remaining bytes could hold), grows
+by ``ndarray.resize`` (realloc, usually in place) and is trimmed the same way at the end.
+``max_events`` is enforced on every append, before anything is allocated for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from events.errors import LimitExceededError
+from events.recording import EVENT_DTYPE
+
+
+class EventSink:
+    """Append-only ``EVENT_DTYPE`` buffer with a hard cap on the number of events."""
+
+    def __init__(self, format: str, max_events: int, capacity_hint: int = 0):
+        self.format = format
+        self.max_events = max_events
+        self.count = 0
+        self._buffer = np.empty(max(0, min(capacity_hint, max_events)), dtype=EVENT_DTYPE)
+
+    def reserve(self, n: int, offset: int | None = None) -> np.ndarray:
+        """A view of the next ``n`` slots, to be filled column by column by the caller."""
+        end = self.count + n
+        if end > self.max_events:
+            raise LimitExceededError(self.format, f"more than {self.max_events} events", offset)
+        if end > len(self._buffer):
+            self._buffer.resize(min(self.max_events, max(end, len(self._buffer) * 3 // 2 + 1024)), refcheck=False)
+        view = self._buffer[self.count : end]
+        self.count = end
+        return view
+
+    def append(self, t, x, y, p, offset: int | None = None) -> None:
+        """Add four equally long columns (p already 1 = ON, 0 = OFF)."""
+        view = self.reserve(len(t), offset)
+        view["t"] = t
+        view["x"] = x
+        view["y"] = y
+        view["p"] = p
+
+    def result(self) -> np.ndarray:
+        """The events appended so far, in order (the buffer is trimmed in place)."""
+        self._buffer.resize(self.count, refcheck=False)
+        return self._buffer
