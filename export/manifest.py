@@ -13,6 +13,8 @@ from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
+# spikes and sops are exact integer counts, int64 in every backend
+OUTPUT_DTYPES = {"scores": "float32", "spikes": "int64", "sops": "int64"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class Manifest:
     parity: dict = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     source_sha256: str = ""
+    source: str = ""  # the checkpoint's file name
+    source_card_sha256: str = ""  # its .json card, "" when it has none (official state_dict)
+    outputs: dict[str, str] = field(default_factory=lambda: dict(OUTPUT_DTYPES))  # graph output -> dtype
     exported_at: str = ""
     schema_version: int = SCHEMA_VERSION
 

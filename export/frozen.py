@@ -1,0 +1,225 @@
+"""The frozen, unrolled STL-SNN that both artifacts are made from.
+
+``freeze(model)`` turns a trained ``SpikingNet`` into ``FrozenSNN``: BatchNorm folded into the
+conv before it, dropout gone, thresholds stored as constant buffers, the surrogate autograd
+Function replaced by a plain ``mem >= thresh``. Conv, linear and pool layers run once on the
+flattened ``B*T`` batch; only the LIF recurrence is unrolled over the fixed T, so tracing it
+gives a static graph without loops.
+
+One forward pass returns three outputs (DESIGN.md section 5):
+``scores`` float32 ``[B, classes]``, ``spikes`` int64 ``[B, L]``, ``sops`` int64 ``[B, S]``.
+Counts are int64 so they are exact and identical in every backend: each partial sum taken in
+float32 stays below 2**24 (per-time-step spikes of one layer; per-position activity of one
+layer summed over time and channels) and is exact in any order; the rest is integer arithmetic.
+SOPs of a synaptic layer are ``sum(activity * fan_out)`` with a constant per-position fan-out
+map (borders, padding and stride included), so they cost one multiply-add per input position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.fold import fold_batchnorm
+from models.architectures import (
+    BatchNormSpec,
+    ConvSpec,
+    DropoutSpec,
+    FlattenSpec,
+    LIFSpec,
+    LinearSpec,
+    MaxPoolSpec,
+    SpikingNet,
+    VoteSpec,
+)
+
+
+def conv_fanout_map(
+    in_height: int, in_width: int, out_channels: int, kernel: int, stride: int, padding: int
+) -> torch.Tensor:
+    """``int64 [H, W]``: how many (output channel, output position) pairs each input position feeds.
+
+    The transposed convolution of an all-ones output with an all-ones kernel spreads each
+    output's connections back onto the input positions it reads; zero padding reads nothing.
+    """
+    out_h = (in_height + 2 * padding - kernel) // stride + 1
+    out_w = (in_width + 2 * padding - kernel) // stride + 1
+    extra_h = in_height - ((out_h - 1) * stride - 2 * padding + kernel)
+    extra_w = in_width - ((out_w - 1) * stride - 2 * padding + kernel)
+    ones_out = torch.ones(1, out_channels, out_h, out_w, dtype=torch.float64)
+    ones_kernel = torch.ones(out_channels, 1, kernel, kernel, dtype=torch.float64)
+    spread = F.conv_transpose2d(
+        ones_out, ones_kernel, stride=stride, padding=padding, output_padding=(extra_h, extra_w)
+    )
+    return spread[0, 0].round().long()
+
+
+def _activity(x: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """Input activity of a synaptic layer summed over time and channels/features: ``[B, ...]``."""
+    per_sample = x.unflatten(0, (-1, time_steps))
+    return per_sample.sum(dim=(1, 2)).to(torch.int64)
+
+
+class FrozenConv(nn.Module):
+    """A conv with BN folded in; its ``sops`` are the input activity weighted by the fan-out map."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, padding: int, fanout: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.register_buffer("fanout", fanout)
+        self.stride = stride
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def sops(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        return (_activity(x, time_steps) * self.fanout).sum(dim=(1, 2))
+
+
+class FrozenLinear(nn.Module):
+    """A bias-free linear layer; every input feeds all ``out_features`` outputs."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.fanout = int(weight.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+    def sops(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        return _activity(x, time_steps) * self.fanout
+
+
+class FrozenLIF(nn.Module):
+    """LIF unrolled over T: ``mem = tau*mem + I[t]``; ``spike = mem >= thresh``; hard reset to 0."""
+
+    def __init__(self, thresh: torch.Tensor, tau: float, time_steps: int):
+        super().__init__()
+        self.register_buffer("thresh", thresh)
+        self.tau = float(tau)
+        self.time_steps = int(time_steps)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        return self.unroll(current, with_margin=False)[0]
+
+    def unroll(self, current: torch.Tensor, with_margin: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Spikes ``[B*T, ...]`` and, if asked, each sample's closest approach ``min |mem - thresh|``."""
+        steps = current.unflatten(0, (-1, self.time_steps))
+        spikes = []
+        margin = None
+        mem = steps[:, 0]
+        for t in range(self.time_steps):
+            if t > 0:
+                mem = mem * self.tau + steps[:, t]
+            if with_margin:
+                closest = (mem - self.thresh).abs().flatten(1).amin(dim=1)
+                margin = closest if margin is None else torch.minimum(margin, closest)
+            spike = (mem >= self.thresh).to(current.dtype)
+            mem = mem * (1.0 - spike)
+            spikes.append(spike)
+        return torch.stack(spikes, dim=1).flatten(0, 1), margin
+
+
+class MaxPool(nn.Module):
+    def __init__(self, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel)
+
+
+class Flatten(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+@dataclass
+class FrozenRun:
+    """One instrumented forward pass: the three outputs plus what parity checks look at."""
+
+    scores: torch.Tensor
+    spikes: torch.Tensor
+    sops: torch.Tensor
+    spike_trains: dict[str, torch.Tensor]  # LIF name -> [B, T, ...] spikes
+    margin: torch.Tensor | None  # [B] min |mem - thresh| over every LIF neuron and time step
+
+
+class FrozenSNN(nn.Module):
+    """``frames float32 [B, T, C, H, W]`` -> ``(scores [B, classes], spikes int64 [B, L], sops int64 [B, S])``."""
+
+    def __init__(self, layers: dict[str, nn.Module], time_steps: int, classes: int, population: int):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.time_steps = int(time_steps)
+        self.classes = int(classes)
+        self.population = int(population)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        run = self.run(frames, record=False)
+        return run.scores, run.spikes, run.sops
+
+    def run(self, frames: torch.Tensor, record: bool = True) -> FrozenRun:
+        x = frames.flatten(0, 1)
+        spikes, sops, trains, margin = [], [], {}, None
+        for name, layer in self.layers.items():
+            if isinstance(layer, FrozenConv | FrozenLinear):
+                sops.append(layer.sops(x, self.time_steps))
+            if isinstance(layer, FrozenLIF):
+                x, closest = layer.unroll(x, with_margin=record)
+                per_step = x.unflatten(0, (-1, self.time_steps))
+                spikes.append(per_step.flatten(2).sum(dim=2).to(torch.int64).sum(dim=1))
+                if record:
+                    trains[name] = per_step
+                    margin = closest if margin is None else torch.minimum(margin, closest)
+            else:
+                x = layer(x)
+        votes = x.unflatten(0, (-1, self.time_steps)).unflatten(2, (self.classes, self.population))
+        scores = votes.mean(dim=(1, 3))
+        return FrozenRun(scores, torch.stack(spikes, dim=1), torch.stack(sops, dim=1), trains, margin)
+
+    def lif_names(self) -> list[str]:
+        return [name for name, layer in self.layers.items() if isinstance(layer, FrozenLIF)]
+
+    def synaptic_names(self) -> list[str]:
+        return [name for name, layer in self.layers.items() if isinstance(layer, FrozenConv | FrozenLinear)]
+
+
+def freeze(model: SpikingNet) -> FrozenSNN:
+    """The frozen, folded, unrolled equivalent of ``model`` in eval mode."""
+    config = model.config
+    specs = model.specs
+    height, width = config.height, config.width
+    layers: dict[str, nn.Module] = {}
+    for i, spec in enumerate(specs):
+        match spec:
+            case ConvSpec():
+                weight = getattr(model, spec.name).weight.detach()
+                following = specs[i + 1] if i + 1 < len(specs) else None
+                if isinstance(following, BatchNormSpec):
+                    weight, bias = fold_batchnorm(weight, getattr(model, following.name))
+                else:
+                    weight, bias = weight.clone(), torch.zeros(spec.out_channels)
+                fanout = conv_fanout_map(height, width, spec.out_channels, spec.kernel, spec.stride, spec.padding)
+                layers[spec.name] = FrozenConv(weight, bias, spec.stride, spec.padding, fanout)
+                height = (height + 2 * spec.padding - spec.kernel) // spec.stride + 1
+                width = (width + 2 * spec.padding - spec.kernel) // spec.stride + 1
+            case LIFSpec():
+                lif = getattr(model, spec.name)
+                layers[spec.name] = FrozenLIF(lif.thresh.detach().clone(), lif.tau, config.time_steps)
+            case MaxPoolSpec():
+                layers[spec.name] = MaxPool(spec.kernel)
+                height, width = height // spec.kernel, width // spec.kernel
+            case FlattenSpec():
+                layers[spec.name] = Flatten()
+            case LinearSpec():
+                layers[spec.name] = FrozenLinear(getattr(model, spec.name).weight.detach().clone())
+            case BatchNormSpec() | DropoutSpec() | VoteSpec():
+                pass
+    return FrozenSNN(layers, config.time_steps, config.classes, config.population).eval()

@@ -1,0 +1,207 @@
+"""Parity: the training-code model vs the folded module vs TorchScript vs ONNX Runtime, same frames.
+
+The reference is the unfolded ``SpikingNet`` in eval mode; its spike and SOP counts are taken
+independently of the frozen graph (forward hooks on the real layers; SOPs by an all-ones conv
+over each layer's recorded input). Scores must agree to ``SCORE_TOLERANCE``; spikes and SOPs
+must be identical integers. Folding changes float rounding, so a membrane that lands within
+``TIE_TOLERANCE`` of its threshold may fire in one backend and not another: a sample that
+differs *and* had such a near-tie (in the folded module's own run) is counted as a tie and
+reported. Any other difference is a parity failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from events import FramingSpec
+from export.frozen import FrozenSNN
+from models.architectures import SpikingNet, rate_code
+from models.checkpoint import ModelCard
+from models.layers import Conv2d, Linear
+from models.neuron import LIF
+
+TIE_TOLERANCE = 1e-4
+SCORE_TOLERANCE = 1e-5
+RANDOM_EVENT_RATE = 0.3  # mean events per pixel, polarity and time bin of the random frames
+
+
+class ParityError(RuntimeError):
+    """A backend disagrees with the reference beyond what threshold ties explain."""
+
+
+@dataclass
+class ParityInputs:
+    frames: torch.Tensor  # float32 [N, T, C, H, W]
+    kind: str  # "dataset" | "random"
+    description: str
+
+
+@dataclass
+class Outputs:
+    scores: np.ndarray
+    spikes: np.ndarray
+    sops: np.ndarray
+
+
+Backend = Callable[[torch.Tensor], tuple]
+
+
+def parity_inputs(card: ModelCard, samples: int, seed: int = 0) -> ParityInputs:
+    """Test recordings of the card's dataset framed with its spec when available, else random frames."""
+    arch = card.arch
+    spec = FramingSpec(arch.time_steps, arch.width, arch.height, card.split_by)
+    dataset_note = _dataset_frames(card, spec, samples, seed)
+    if isinstance(dataset_note, ParityInputs):
+        return dataset_note
+    generator = torch.Generator().manual_seed(seed)
+    shape = (samples, arch.time_steps, arch.in_channels, arch.height, arch.width)
+    if card.input_encoding == "rate-coded":
+        images = torch.rand((samples, arch.in_channels, arch.height, arch.width), generator=generator)
+        frames = rate_code(images, arch.time_steps, generator)
+        what = f"rate-coded random images (Bernoulli, seed {seed})"
+    else:
+        frames = torch.poisson(torch.full(shape, RANDOM_EVENT_RATE), generator=generator)
+        what = f"random event frames (Poisson counts, mean {RANDOM_EVENT_RATE}, seed {seed})"
+    return ParityInputs(frames.float(), "random", f"{what}; {dataset_note}")
+
+
+def _dataset_frames(card: ModelCard, spec: FramingSpec, samples: int, seed: int) -> ParityInputs | str:
+    """The card dataset's test split (needs an opener that works without a data folder), or why not."""
+    import models.datasets as datasets
+
+    opener = datasets.DATASETS.get(card.dataset)
+    if opener is None:
+        return f"dataset {card.dataset!r} has no registered opener"
+    accepted = inspect.signature(opener).parameters
+    options = {k: v for k, v in {"size": samples, "seed": seed}.items() if k in accepted}
+    try:
+        dataset = opener(None, "test", spec, **options)
+        count = min(samples, len(dataset))
+        frames = torch.stack([dataset.frames(i).float() for i in range(count)])
+    except Exception as error:  # a dataset that needs files on disk: fall back to random frames
+        return f"dataset {card.dataset!r} unavailable ({type(error).__name__}: {error})"
+    if count == 0:
+        return f"dataset {card.dataset!r} test split is empty"
+    options_text = ", ".join(f"{k}={v}" for k, v in options.items())
+    return ParityInputs(frames, "dataset", f"{card.dataset} test split ({options_text}), first {count} recordings")
+
+
+def reference_outputs(model: SpikingNet, frames: torch.Tensor) -> Outputs:
+    """The training-code model's scores, with spikes and SOPs counted by hooks on its layers."""
+    spikes: list[torch.Tensor] = []
+    sops: list[torch.Tensor] = []
+
+    def count_spikes(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        spikes.append(output.double().flatten(1).sum(dim=1))
+
+    def count_sops(module: nn.Module, inputs: tuple) -> None:
+        sops.append(connection_count(module, inputs[0]))
+
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, LIF):
+            hooks.append(module.register_forward_hook(count_spikes))
+        elif isinstance(module, Conv2d | Linear):
+            hooks.append(module.register_forward_pre_hook(count_sops))
+    try:
+        with torch.no_grad():
+            scores = model.eval()(frames)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return Outputs(
+        scores.numpy(),
+        torch.stack(spikes, dim=1).round().long().numpy(),
+        torch.stack(sops, dim=1).round().long().numpy(),
+    )
+
+
+def connection_count(layer: nn.Module, activity: torch.Tensor) -> torch.Tensor:
+    """``[B]`` synaptic events of one layer, by running it with all-ones weights over its input.
+
+    A conv with ones of shape ``[1, 1, k, k]`` over the channel-summed activity counts, for every
+    output position, the active inputs it reads; times the output channels, that is every
+    connection that carried a spike (an event count, for the first layer).
+    """
+    batch = activity.shape[0]
+    flat = activity.double().flatten(0, 1)
+    if isinstance(layer, Conv2d):
+        kernel = torch.ones(1, 1, *layer.kernel_size, dtype=torch.float64)
+        reads = F.conv2d(flat.sum(dim=1, keepdim=True), kernel, stride=layer.stride, padding=layer.padding)
+        per_step = reads.flatten(1).sum(dim=1) * layer.out_channels
+    else:
+        per_step = flat.sum(dim=1) * layer.out_features
+    return per_step.reshape(batch, -1).sum(dim=1)
+
+
+def _in_batches(fn: Backend, frames: torch.Tensor, batch_size: int) -> Outputs:
+    parts = [fn(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
+    return Outputs(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(3)))
+
+
+def check_parity(
+    model: SpikingNet,
+    frozen: FrozenSNN,
+    backends: dict[str, Backend],
+    inputs: ParityInputs,
+    batch_size: int = 8,
+) -> dict:
+    """Compare every backend with the reference; returns the manifest's ``parity`` record or raises."""
+    frames = inputs.frames
+    reference = _in_batches(lambda x: _as_tuple(reference_outputs(model, x)), frames, batch_size)
+    with torch.no_grad():
+        margins = torch.cat([frozen.run(frames[i : i + batch_size]).margin for i in range(0, len(frames), batch_size)])
+    near_tie = margins.numpy() <= TIE_TOLERANCE
+    report = {
+        "reference": "training-code SpikingNet, eval mode (BatchNorm unfolded, autograd spike function)",
+        "inputs": {"kind": inputs.kind, "description": inputs.description, "samples": len(frames)},
+        "batch_size": batch_size,
+        "score_tolerance": SCORE_TOLERANCE,
+        "tie_tolerance": TIE_TOLERANCE,
+        "count_dtype": "int64",
+        "reference_spikes_mean": [round(float(v), 2) for v in reference.spikes.mean(axis=0)],
+        "reference_sops_mean": [round(float(v), 1) for v in reference.sops.mean(axis=0)],
+        "near_tie_samples": int(near_tie.sum()),
+        "backends": {},
+    }
+    failures = []
+    for name, backend in backends.items():
+        with torch.no_grad():
+            got = _in_batches(backend, frames, batch_size)
+        figures = _compare(reference, got, near_tie)
+        report["backends"][name] = figures
+        if figures["unexplained_samples"]:
+            failures.append(f"{name}: {figures['unexplained_samples']} sample(s) differ in spikes/sops with no tie")
+        if figures["scores_max_abs_diff"] > SCORE_TOLERANCE:
+            failures.append(f"{name}: scores differ by {figures['scores_max_abs_diff']:.3g} > {SCORE_TOLERANCE}")
+    report["ties"] = max((b["tie_samples"] for b in report["backends"].values()), default=0)
+    report["passed"] = not failures
+    if failures:
+        raise ParityError("parity failed: " + "; ".join(failures))
+    return report
+
+
+def _as_tuple(outputs: Outputs) -> tuple:
+    return outputs.scores, outputs.spikes, outputs.sops
+
+
+def _compare(reference: Outputs, got: Outputs, near_tie: np.ndarray) -> dict:
+    differs = (reference.spikes != got.spikes).any(axis=1) | (reference.sops != got.sops).any(axis=1)
+    agree = ~differs
+    score_diff = np.abs(reference.scores - got.scores).max(axis=1)
+    return {
+        "scores_max_abs_diff": float(score_diff[agree].max()) if agree.any() else 0.0,
+        "scores_max_abs_diff_all": float(score_diff.max()),
+        "spikes_identical": bool((reference.spikes == got.spikes).all()),
+        "sops_identical": bool((reference.sops == got.sops).all()),
+        "mismatched_samples": int(differs.sum()),
+        "tie_samples": int((differs & near_tie).sum()),
+        "unexplained_samples": int((differs & ~near_tie).sum()),
+    }
