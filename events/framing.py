@@ -4,7 +4,11 @@ Spec (DESIGN.md section 4): ``x' = x * w // W``, ``y' = y * h // H``; channel 0 
 channel 1 = ON; ``split_by="number"`` gives T bins of ``N // T`` events in order with the
 remainder in the last bin (SpikingJelly's convention); ``split_by="time"`` gives T equal spans
 of ``[t_first, t_last]`` with the last event in the last bin (a zero-length recording puts
-every event in bin 0). One ``np.bincount`` over a flat index does the work.
+every event in bin 0).
+
+The counting loop is compiled with numba: a single pass with no temporaries is several times
+faster than any NumPy formulation (each needs int64 copies of every column), and ``nogil``
+lets the service frame several uploads in parallel threads.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 
 from events.errors import EventDecodeError
@@ -42,16 +47,52 @@ class FramingSpec:
         return cls(int(data["time_steps"]), int(data["width"]), int(data["height"]), data.get("split_by", "number"))
 
 
-def time_bins(events: np.ndarray, time_steps: int, split_by: SplitBy) -> np.ndarray:
-    """The time bin (0..T-1) of every event."""
-    n = len(events)
-    if split_by == "number":
-        return np.minimum(np.arange(n, dtype=np.int64) // (n // time_steps), time_steps - 1)
-    t = events["t"].astype(np.int64)
-    t0, span = int(t[0]), int(t[-1] - t[0])
-    if span <= 0:
-        return np.zeros(n, dtype=np.int64)
-    return np.minimum((t - t0) * time_steps // span, time_steps - 1)
+@numba.njit(cache=True, nogil=True)
+def _pixel_offsets(out, width: int, height: int):  # pragma: no cover - compiled
+    """Lookup tables from sensor column/row to the flat offset inside one ``h x w`` plane."""
+    h, w = out.shape[2], out.shape[3]
+    column = np.empty(width, dtype=np.int64)
+    for i in range(width):
+        column[i] = i * w // width
+    row = np.empty(height, dtype=np.int64)
+    for i in range(height):
+        row[i] = (i * h // height) * w
+    return column, row
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_by_number(x, y, p, width, height, out) -> int:  # pragma: no cover - compiled
+    """Bins of ``N // T`` events in order, remainder in the last; returns the first bad index or -1."""
+    steps = out.shape[0]
+    plane = out.shape[2] * out.shape[3]
+    flat = out.reshape(-1)
+    column, row = _pixel_offsets(out, width, height)
+    n = len(x)
+    per_bin = n // steps
+    for b in range(steps):
+        last = n if b == steps - 1 else (b + 1) * per_bin
+        for i in range(b * per_bin, last):
+            if x[i] >= width or y[i] >= height:
+                return i
+            flat[(2 * b + (p[i] != 0)) * plane + row[y[i]] + column[x[i]]] += 1.0
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_by_time(t, x, y, p, width, height, out) -> int:  # pragma: no cover - compiled
+    """T equal spans of ``[t_first, t_last]``, last event in the last bin; returns the first bad index or -1."""
+    steps = out.shape[0]
+    plane = out.shape[2] * out.shape[3]
+    flat = out.reshape(-1)
+    column, row = _pixel_offsets(out, width, height)
+    t0 = t[0]
+    span = t[len(t) - 1] - t0
+    for i in range(len(x)):
+        if x[i] >= width or y[i] >= height:
+            return i
+        b = 0 if span <= 0 else min((t[i] - t0) * steps // span, steps - 1)
+        flat[(2 * b + (p[i] != 0)) * plane + row[y[i]] + column[x[i]]] += 1.0
+    return -1
 
 
 def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec) -> np.ndarray:
@@ -60,14 +101,12 @@ def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: Framing
     n = len(events)
     if n < spec.time_steps:
         raise EventDecodeError("framing", f"{n} events cannot fill {spec.time_steps} time steps")
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    if int(x.max()) >= width or int(y.max()) >= height:
-        raise EventDecodeError(
-            "framing", f"event at ({int(x.max())}, {int(y.max())}) lies outside the {width}x{height} sensor"
-        )
-    bins = time_bins(events, spec.time_steps, spec.split_by)
-    index = ((bins * 2 + (events["p"] > 0)) * spec.height + y * spec.height // height) * spec.width
-    index += x * spec.width // width
-    counts = np.bincount(index, minlength=spec.time_steps * 2 * spec.height * spec.width)
-    return counts.astype(np.float32).reshape(spec.time_steps, 2, spec.height, spec.width)
+    out = np.zeros((spec.time_steps, 2, spec.height, spec.width), dtype=np.float32)
+    if spec.split_by == "time":
+        bad = _count_by_time(events["t"], events["x"], events["y"], events["p"], width, height, out)
+    else:
+        bad = _count_by_number(events["x"], events["y"], events["p"], width, height, out)
+    if bad >= 0:
+        x, y = int(events["x"][bad]), int(events["y"][bad])
+        raise EventDecodeError("framing", f"event {bad} at ({x}, {y}) lies outside the {width}x{height} sensor")
+    return out
