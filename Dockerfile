@@ -14,11 +14,13 @@ ARG SERVE_RUNTIME=runtime-gpu
 
 
 # Python, a non-root user and the folder the model repository lives in (a named volume in compose
-# takes this folder's owner when it is first created, so the export job can write into it).
+# takes this folder's owner when it is first created, so the export job can write into it). The code
+# is root-owned and read-only to that user, so numba's compiled-function cache goes to /tmp.
 FROM ${PYTHON_IMAGE} AS python-base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
     PATH=/opt/venv/bin:$PATH
 RUN groupadd --system --gid 10001 stlsnn \
     && useradd --system --uid 10001 --gid stlsnn --home-dir /app --shell /usr/sbin/nologin stlsnn \
@@ -60,6 +62,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
     PATH=/opt/venv/bin:$PATH
 # The distribution's packages follow the base image tag; pinning exact Debian revisions would
 # break the build at the archive's next security update.

@@ -19,9 +19,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,6 @@ DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"
 COMPOSE_CPU = REPO / "docker-compose.cpu.yml"
 WORKDIR = "/app"
-FIRST_PARTY = ("events", "models", "export", "service")
 
 
 # ---------------------------------------------------------------- reading the Dockerfile
@@ -317,22 +317,52 @@ def test_compose_settings_are_service_settings(monkeypatch):
 
 # ---------------------------------------------------------------- the containers' commands, run here
 
-BLOCKER = '''
-"""Test shim: the serve image has no PyTorch (nor our torch-based packages); make that true here."""
-import sys
 
-BLOCKED = {blocked!r}
+def requirement_closure(requirements: list[str]) -> set[str]:
+    """The installed distributions ``requirements`` pull in (extras and markers honoured)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for line in metadata.distribution(req.name).requires or []:
+            dep = Requirement(line)
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in req.extras or {""}):
+                todo.append(dep)
+    return {name for name, _ in seen}
 
 
-class _Blocked:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (not in the serve image)", name=name)
-        return None
-
-
-sys.meta_path.insert(0, _Blocked())
-'''
+def serve_venv(root: Path) -> Path:
+    """A fresh venv that sees only requirements/serve.txt and its dependencies, no PyTorch and
+    none of our packages: the serve-cpu image's environment, made from this venv's installed files
+    (symlinked through a .pth, so nothing is downloaded). Returns its python."""
+    lines = (REPO / "requirements" / "serve.txt").read_text().splitlines()
+    wanted = requirement_closure([line for line in lines if line and not line.startswith(("#", "-"))])
+    view = root / "site-view"
+    view.mkdir(parents=True)
+    for name in wanted:
+        files = metadata.distribution(name).files or []
+        for top in {f.parts[0] for f in files if f.parts[0] != ".." and f.suffix != ".pth"}:
+            source = Path(metadata.distribution(name).locate_file(top))
+            if source.exists() and not (view / top).exists():
+                (view / top).symlink_to(source)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
+    python = root / "venv" / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    (Path(purelib) / "serve-requirements.pth").write_text(f"{view}\n")
+    return python
 
 
 def free_port() -> int:
@@ -341,14 +371,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def to_host(argv: list[str], paths: dict[str, Path]) -> list[str]:
+def to_host(argv: list[str], paths: dict[str, Path], python: Path | str = sys.executable) -> list[str]:
     """A container command with its interpreter and container paths mapped onto this machine."""
     out = []
     for arg in argv:
         for inside, outside in paths.items():
             if arg == inside or arg.startswith(inside + "/"):
                 arg = str(outside) + arg[len(inside) :]
-        out.append(sys.executable if arg == "python" else arg)
+        out.append(str(python) if arg == "python" else arg)
     return out
 
 
@@ -379,55 +409,95 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, httpx, deadline_s: f
     pytest.fail(f"{url} not ready after {deadline_s} s")
 
 
+def container_user(stage: str) -> dict:
+    """Popen arguments that run a command as the stage's USER when the tests run as root (as CI
+    does), so read-only code and unwritable homes bite here as they would in the container."""
+    if os.geteuid() != 0:
+        return {}
+    uid, gid = map(int, stage_instructions(stage, "USER")[-1].split(":"))
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
+def container_env(stage: str, app: Path, paths: dict[str, Path], build_args: dict | None = None) -> dict[str, str]:
+    """This machine's environment less any STLSNN_/PYTHON settings, plus the stage's ENV, HOME at
+    WORKDIR (the user's home in the image) and container paths mapped onto this machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STLSNN_", "PYTHON", "NUMBA_"))}
+    env |= {k: to_host([v], paths)[0] for k, v in stage_env(stage, build_args).items() if k != "PATH"}
+    return env | {"HOME": str(app)}
+
+
+@pytest.fixture
+def image_root():
+    """A world-readable folder for the containers' files (pytest's tmp_path is private to root)."""
+    root = Path(tempfile.mkdtemp(prefix="stlsnn-deployment-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_container_commands_export_then_serve_without_torch(tmp_path):
+def test_container_commands_export_then_serve_without_torch(image_root):
+    """The export job's command, then the server's, as the containers run them: same arguments,
+    same environment (the CPU stack's), same unprivileged user, the serve image's files only, in
+    a venv of requirements/serve.txt without PyTorch; then a classification and a SIGTERM."""
     httpx = pytest.importorskip("httpx")
     if not (REPO / "export" / "__main__.py").exists() or not (REPO / "service" / "__main__.py").exists():
         pytest.skip("export or service has no command-line entry point yet")
     if not list((REPO / "models/checkpoints").glob("*.safetensors")):
         pytest.skip("no bundled checkpoint in models/checkpoints")
     compose = load_compose(COMPOSE)
-    volume, user_checkpoints = tmp_path / "model_repository", tmp_path / "checkpoints"
-    volume.mkdir()
-    user_checkpoints.mkdir()
-    paths = {stage_env("serve")["STLSNN_MODEL_REPOSITORY"]: volume, "/checkpoints": user_checkpoints}
+    volume, user_checkpoints, scratch = image_root / "volume", image_root / "checkpoints", image_root / "tmp"
+    for folder in (volume, user_checkpoints, scratch):
+        folder.mkdir()
+    scratch.chmod(0o1777)
+    if user := container_user("export"):
+        os.chown(volume, user["user"], user["group"])
+    paths = {stage_env("serve")["STLSNN_MODEL_REPOSITORY"]: volume, "/checkpoints": user_checkpoints, "/tmp": scratch}
 
-    export_app = stage_files("export", tmp_path / "export-image")
-    export_argv = to_host(
-        exec_form("export", "ENTRYPOINT") + compose["services"]["export"]["command"], paths | {WORKDIR: export_app}
+    export_app = stage_files("export", image_root / "export-image")
+    export_argv = exec_form("export", "ENTRYPOINT") + compose["services"]["export"]["command"]
+    done = subprocess.run(
+        to_host(export_argv, paths | {WORKDIR: export_app}),
+        cwd=export_app,
+        env=container_env("export", export_app, paths),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **container_user("export"),
     )
-    done = subprocess.run(export_argv, cwd=export_app, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     default_model = api_environment(COMPOSE)["STLSNN_DEFAULT_MODEL"]
     (manifest_path,) = sorted(volume.glob(f"{default_model}/*/manifest.json"))[-1:]
     manifest = json.loads(manifest_path.read_text())
     assert (manifest_path.parent / "model.onnx").exists() and (volume / default_model / "config.pbtxt").exists()
 
-    serve_app = stage_files("serve", tmp_path / "serve-image")
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    missing = sorted(p for p in FIRST_PARTY if not (serve_app / p).exists())
-    (shim / "sitecustomize.py").write_text(BLOCKER.format(blocked={"torch", "torchvision", *missing}))
+    serve_app = stage_files("serve", image_root / "serve-image")
+    python = serve_venv(image_root / "serve-env")
+    for module in ("torch", "onnx", "models", "export.repository"):
+        absent = subprocess.run([python, "-c", f"import {module}"], cwd=serve_app, capture_output=True, timeout=60)
+        assert absent.returncode != 0, f"{module} must not be importable where the serve image's code runs"
     port = free_port()
     cpu_args = load_compose(COMPOSE_CPU)["services"]["api"]["build"]["args"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STLSNN_")}
-    env |= stage_env("serve", cpu_args) | api_environment(COMPOSE, COMPOSE_CPU)
-    env |= {"STLSNN_HOST": "127.0.0.1", "STLSNN_PORT": str(port), "PYTHONPATH": str(shim)}
-    env["PATH"] = os.environ["PATH"]
-    env = {k: str(to_host([v], paths)[0]) if k.startswith("STLSNN_") else v for k, v in env.items()}
-    blocked = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, timeout=60)
-    assert blocked.returncode != 0, "the shim must make torch unimportable"
+    env = container_env("serve", serve_app, paths, cpu_args)
+    env |= {k: to_host([v], paths)[0] for k, v in api_environment(COMPOSE, COMPOSE_CPU).items()}
+    env |= {"STLSNN_HOST": "127.0.0.1", "STLSNN_PORT": str(port)}
 
-    log = tmp_path / "server.log"
+    log = image_root / "server.log"
     with log.open("w") as sink:
         server = subprocess.Popen(
-            to_host(exec_form("serve", "ENTRYPOINT"), paths), cwd=serve_app, env=env, stdout=sink, stderr=sink
+            to_host(exec_form("serve", "ENTRYPOINT"), paths, python),
+            cwd=serve_app,
+            env=env,
+            stdout=sink,
+            stderr=sink,
+            **container_user("serve"),
         )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(server, f"{base}/readyz", log, httpx)
-        assert subprocess.run(to_host(healthcheck("serve"), paths), env=env, timeout=30).returncode == 0
-        recording = synthetic_recording(tmp_path / "recording.npz", manifest)
+        check = subprocess.run(to_host(healthcheck("serve"), paths, python), env=env, timeout=30)
+        assert check.returncode == 0, "the image's HEALTHCHECK must pass once /readyz is 200"
+        recording = synthetic_recording(image_root / "recording.npz", manifest)
         with recording.open("rb") as fh:
             reply = httpx.post(f"{base}/v1/classify", files={"file": ("recording.npz", fh)}, timeout=60)
         assert reply.status_code == 200, reply.text
