@@ -1,0 +1,73 @@
+"""``python -m service``: serve ``STLSNN_MODEL_REPOSITORY`` on ``STLSNN_HOST:STLSNN_PORT`` with uvicorn.
+
+A missing repository is first filled with the bundled demo model (``python -m export
+models/checkpoints --out REPO``) when PyTorch is importable; otherwise the server says what to do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from service.app import create_app
+from service.request_logging import configure_logging
+from service.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CHECKPOINTS = PROJECT_ROOT / "models" / "checkpoints"
+
+log = logging.getLogger("stlsnn.service")
+
+
+def ensure_repository(repository: Path) -> str | None:
+    """Export the demo into a missing repository; returns why that was impossible, or None."""
+    if repository.exists():
+        return None
+    if importlib.util.find_spec("torch") is None:
+        return (
+            f"model repository {repository} does not exist and PyTorch is not installed to export the demo: "
+            "run `python -m export models/checkpoints --out REPO` where PyTorch is, or set STLSNN_MODEL_REPOSITORY"
+        )
+    if not DEMO_CHECKPOINTS.is_dir():
+        return f"model repository {repository} does not exist and no bundled checkpoints were found to export"
+    log.info("exporting the bundled demo", extra={"repository": str(repository)})
+    command = [sys.executable, "-m", "export", str(DEMO_CHECKPOINTS), "--out", str(repository.resolve())]
+    if subprocess.run(command, cwd=PROJECT_ROOT, check=False).returncode != 0:
+        return f"exporting the demo model into {repository} failed (see the messages above)"
+    return None
+
+
+def main() -> int:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    problem = ensure_repository(Path(settings.model_repository))
+    if problem:
+        print(f"stlsnn-serve: {problem}", file=sys.stderr)
+        return 2
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal for the
+    # previous handler: make that one a no-op so a drained shutdown exits 0, as Docker expects.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _after_drain)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+    )
+    return 0
+
+
+def _after_drain(signum: int, frame: object) -> None:
+    log.info("shut down after draining", extra={"signal": signal.Signals(signum).name})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Inference backends: one forward pass over a batch of frames, on ONNX Runtime or TorchScript.
+
+Both take ``float32 [B, T, C, h, w]`` and return the graph's three outputs as NumPy arrays.
+``create_backend`` imports the chosen module only, so the ONNX path never imports PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+ARTIFACTS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+
+
+@dataclass
+class Outputs:
+    """One batch's results: ``scores [B, classes]``, ``spikes [B, L]``, ``sops [B, S]``."""
+
+    scores: np.ndarray
+    spikes: np.ndarray
+    sops: np.ndarray
+
+
+class Backend(Protocol):
+    kind: str
+    device: str
+    provider: str
+
+    def run(self, frames: np.ndarray) -> Outputs: ...
+
+
+def create_backend(kind: str, version_dir: Path, device: str, threads: int = 0) -> Backend:
+    """Load ``version_dir``'s artifact for ``kind`` ("onnx" or "torchscript") on ``device`` (auto|cpu|cuda)."""
+    path = Path(version_dir) / ARTIFACTS[kind]
+    if kind == "onnx":
+        from service.backends.onnx_backend import OnnxBackend
+
+        return OnnxBackend(path, device, threads)
+    from service.backends.torchscript_backend import TorchScriptBackend
+
+    return TorchScriptBackend(path, device, threads)

@@ -1,0 +1,36 @@
+"""ONNX Runtime backend: the CUDA execution provider when present (and allowed), else CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.backends import Outputs
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class OnnxBackend:
+    """One ``InferenceSession``; ``provider`` is the one the session actually runs on."""
+
+    kind = "onnx"
+
+    def __init__(self, path: Path, device: str = "auto", threads: int = 0):
+        available = ort.get_available_providers()
+        if device == "cuda" and CUDA not in available:
+            raise RuntimeError(f"device 'cuda' requested but onnxruntime offers only {', '.join(available)}")
+        providers = [CUDA, CPU] if device in ("auto", "cuda") and CUDA in available else [CPU]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        self.device = "cuda" if self.provider == CUDA else "cpu"
+        self.output_names = ["scores", "spikes", "sops"]
+
+    def run(self, frames: np.ndarray) -> Outputs:
+        scores, spikes, sops = self.session.run(self.output_names, {"frames": np.ascontiguousarray(frames)})
+        return Outputs(scores=scores, spikes=spikes, sops=sops)

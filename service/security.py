@@ -1,0 +1,27 @@
+"""Optional API keys: ``Authorization: Bearer <key>`` on the ``/v1`` routes when keys are configured."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.problems import Problem
+
+bearer = HTTPBearer(auto_error=False, description="Required when STLSNN_API_KEYS is set")
+
+
+def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    """Pass when no keys are configured or the bearer token matches one (constant-time compare)."""
+    keys = request.app.state.settings.api_key_list
+    if not keys:
+        return
+    token = credentials.credentials if credentials is not None else ""
+    if not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
+        raise Problem(
+            401,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
