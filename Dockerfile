@@ -40,7 +40,9 @@ COPY events events
 COPY models models
 COPY export export
 COPY service service
-RUN pip install --no-cache-dir --no-deps .
+# Checkpoints saved 0600 in the build context would be unreadable to the image user.
+RUN pip install --no-cache-dir --no-deps . \
+    && chmod -R a+rX /app
 USER 10001:10001
 ENTRYPOINT ["python", "-m", "export"]
 CMD ["/app/models/checkpoints", "--out", "/srv/model_repository"]

@@ -378,6 +378,7 @@ def to_host(argv: list[str], paths: dict[str, Path], python: Path | str = sys.ex
         for inside, outside in paths.items():
             if arg == inside or arg.startswith(inside + "/"):
                 arg = str(outside) + arg[len(inside) :]
+                break
         out.append(str(python) if arg == "python" else arg)
     return out
 
@@ -411,11 +412,17 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, httpx, deadline_s: f
 
 def container_user(stage: str) -> dict:
     """Popen arguments that run a command as the stage's USER when the tests run as root (as CI
-    does), so read-only code and unwritable homes bite here as they would in the container."""
+    does), so read-only code and unwritable homes bite here as they would in the container; none
+    where that user cannot run this Python (an interpreter under a private home, as with pyenv)."""
     if os.geteuid() != 0:
         return {}
     uid, gid = map(int, stage_instructions(stage, "USER")[-1].split(":"))
-    return {"user": uid, "group": gid, "extra_groups": []}
+    user = {"user": uid, "group": gid, "extra_groups": []}
+    try:
+        subprocess.run([sys.executable, "-c", ""], check=True, timeout=60, **user)
+    except (PermissionError, subprocess.CalledProcessError):
+        return {}
+    return user
 
 
 def container_env(stage: str, app: Path, paths: dict[str, Path], build_args: dict | None = None) -> dict[str, str]:
