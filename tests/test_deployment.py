@@ -211,9 +211,9 @@ def test_gpu_and_cpu_runtimes_install_the_matching_requirements():
 
     serve, gpu = pins("serve.txt"), pins("serve-gpu.txt")
     assert "onnxruntime" not in gpu and "torch" not in gpu and "torch" not in serve
-    assert gpu.pop("onnxruntime-gpu")
+    assert gpu.pop("onnxruntime-gpu") and gpu.pop("nvidia-ml-py")
     serve.pop("onnxruntime")
-    assert gpu == serve, "serve-gpu.txt must be serve.txt with onnxruntime swapped for onnxruntime-gpu"
+    assert gpu == serve, "serve-gpu.txt must be serve.txt with onnxruntime swapped for onnxruntime-gpu (+ NVML)"
     assert (["requirements/serve-gpu.txt"], "requirements/") in copy_sources("runtime-gpu")
     assert (["requirements/serve.txt"], "requirements/") in copy_sources("runtime-cpu")
     assert stage_chain("serve", {}) == ["runtime-gpu", "serve"]
