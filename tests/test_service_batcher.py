@@ -1,0 +1,101 @@
+"""The dynamic batcher on its own: gathering, dropping abandoned work, bounding the queue, draining."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from service.backends import Outputs
+from service.batcher import DynamicBatcher, Overloaded
+
+
+class Recorder:
+    """A fake model: records each batch it sees; scores echo the input so results can be matched."""
+
+    def __init__(self, gate: threading.Event | None = None, fail: bool = False):
+        self.batches: list[int] = []
+        self.gate = gate
+        self.fail = fail
+
+    def __call__(self, frames: np.ndarray) -> Outputs:
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        self.batches.append(len(frames))
+        values = frames.reshape(len(frames), -1)[:, :1]
+        return Outputs(scores=values, spikes=values.astype(np.int64), sops=values.astype(np.int64))
+
+
+def sample(value: float) -> np.ndarray:
+    return np.full((2, 2, 1, 1), value, dtype=np.float32)
+
+
+def test_samples_arriving_within_the_delay_share_one_pass_and_keep_their_own_results():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.5)
+    futures = [batcher.submit(sample(i)) for i in range(5)]
+    results = [f.result(10) for f in futures]
+    batcher.close(10)
+    assert model.batches == [5]
+    assert [float(r.scores[0]) for r in results] == [0, 1, 2, 3, 4]
+    assert all(r.batch_size == 5 and r.queue_s >= 0 and r.infer_s >= 0 for r in results)
+
+
+def test_batches_never_exceed_the_maximum():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=3, max_delay_s=0.2, max_queue=100)
+    futures = [batcher.submit(sample(i)) for i in range(7)]
+    for future in futures:
+        future.result(10)
+    batcher.close(10)
+    assert sum(model.batches) == 7 and max(model.batches) == 3
+
+
+def test_cancelled_samples_are_dropped_before_inference():
+    model, dropped = Recorder(), []
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.3, on_drop=dropped.append)
+    keep, abandon = batcher.submit(sample(1)), batcher.submit(sample(2))
+    assert abandon.cancel()
+    assert float(keep.result(10).scores[0]) == 1
+    batcher.close(10)
+    assert model.batches == [1] and dropped == [1]
+
+
+def test_a_full_queue_raises_overloaded():
+    gate = threading.Event()
+    batcher = DynamicBatcher("m", Recorder(gate), max_batch_size=1, max_delay_s=0, max_queue=2)
+    first = batcher.submit(sample(0))
+    while batcher.depth:  # the worker has taken the first sample and is blocked in the model
+        threading.Event().wait(0.01)
+    queued = [batcher.submit(sample(i)) for i in (1, 2)]
+    with pytest.raises(Overloaded):
+        batcher.submit(sample(3))
+    gate.set()
+    assert [f.result(10).batch_size for f in [first, *queued]] == [1, 1, 1]
+    batcher.close(10)
+
+
+def test_close_finishes_queued_work_then_refuses_more():
+    gate = threading.Event()
+    model = Recorder(gate)
+    batcher = DynamicBatcher("m", model, max_batch_size=2, max_delay_s=5, max_queue=10)
+    futures = [batcher.submit(sample(i)) for i in range(5)]
+    gate.set()
+    batcher.close(10)
+    assert all(f.done() and not f.cancelled() for f in futures)
+    assert sum(model.batches) == 5
+    with pytest.raises(Overloaded):
+        batcher.submit(sample(9))
+
+
+def test_a_failing_model_fails_its_batch_and_the_worker_keeps_serving():
+    model = Recorder(fail=True)
+    batcher = DynamicBatcher("m", model, max_batch_size=4, max_delay_s=0)
+    with pytest.raises(RuntimeError, match="exploded"):
+        batcher.submit(sample(0)).result(10)
+    model.fail = False
+    assert float(batcher.submit(sample(7)).result(10).scores[0]) == 7
+    batcher.close(10)
