@@ -19,7 +19,7 @@ DAVIS layout with the smaller of DAVIS240 / DAVIS346 that holds every coordinate
 ``sensor_from_header`` is False and ``metadata["chip"]`` says what was assumed.
 
 Timestamps are 32-bit and wrap: a step back by more than 2**31 µs is a wrap and adds 2**32
-from there on (smaller steps back are kept as the file gives them). The file is read in 8 MB
+from there on (smaller steps back are kept as the file gives them). The file is read in 2 MB
 chunks into a preallocated output (``EventSink``); NumPy does all per-event work.
 """
 
@@ -40,7 +40,7 @@ from events.write_target import write_parts
 NAME = "aedat2"
 MAGIC = b"#!AER-DAT2"
 HEADER_LIMIT = 1 << 20
-CHUNK_EVENTS = 1 << 20
+CHUNK_EVENTS = 1 << 18
 RECORD = np.dtype([("a", ">u4"), ("t", ">u4")])
 WRAP = 1 << 32
 
@@ -79,12 +79,21 @@ def _header_chip(lines: list[str]) -> Chip | None:
 def _unwrap(raw_t: np.ndarray, state: list[int]) -> np.ndarray:
     """Unwrapped int64 µs timestamps; ``state`` = [last raw timestamp, wraps so far] carries across chunks."""
     t = raw_t.astype(np.int64)
-    previous = np.empty_like(t)
-    previous[0] = state[0] if state[0] >= 0 else t[0]
-    previous[1:] = t[:-1]
-    wraps = np.cumsum((previous - t) > (1 << 31)) + state[1]
-    state[0], state[1] = int(t[-1]), int(wraps[-1])
-    return t + (wraps << 32)
+    first_wraps = state[0] >= 0 and state[0] - int(t[0]) > 1 << 31
+    steps = np.flatnonzero(t[:-1] - t[1:] > 1 << 31) + 1
+    wraps = state[1] + first_wraps
+    if len(steps) > 8:  # many wraps (only a hostile file): one cumulative pass instead of a loop
+        previous = np.empty_like(t)
+        previous[0], previous[1:] = (state[0] if state[0] >= 0 else t[0]), t[:-1]
+        count = np.cumsum((previous - t) > (1 << 31)) + state[1]
+        state[0], state[1] = int(t[-1]), int(count[-1])
+        return t + (count << 32)
+    if wraps:
+        t += wraps << 32
+    for step in steps:
+        t[step:] += 1 << 32
+    state[0], state[1] = int(raw_t[-1]), wraps + len(steps)
+    return t
 
 
 def _decode_chunk(records: np.ndarray, chip: Chip, strict_dvs128: bool, offset: int, sink: EventSink, state) -> None:
@@ -94,11 +103,13 @@ def _decode_chunk(records: np.ndarray, chip: Chip, strict_dvs128: bool, offset: 
         if strict_dvs128 and int(a.max()) > 0xFFFF:
             raise _NotDvs128
         keep = a < 0x8000
-        a, t = a[keep], t[keep]
+        if not keep.all():
+            a, t = a[keep], t[keep]
         sink.append(t, 127 - ((a >> 1) & 0x7F), (a >> 8) & 0x7F, 1 - (a & 1), offset)
         return
     keep = (a & 0x80000400) == 0
-    a, t = a[keep], t[keep]
+    if not keep.all():
+        a, t = a[keep], t[keep]
     x_raw = (a >> 12) & 0x3FF
     y = (a >> 22) & 0x1FF
     if len(a) and (int(x_raw.max()) >= chip.width or int(y.max()) >= chip.height):

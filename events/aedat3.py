@@ -18,7 +18,7 @@ Policies:
 - ``#Format:`` other than ``RAW`` (cAER's compressed variants) is rejected; AEDAT 3.0 files
   (``#!AER-DAT3.0``, same packet layout) are read the same way.
 
-Packets are read one at a time (a large packet in 8 MB pieces) into a preallocated output.
+Packets are read one at a time (a large packet in 2 MB pieces) into a preallocated output.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ HEADER_LIMIT = 1 << 20
 PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY = 1
 EVENT = np.dtype([("data", "<u4"), ("t", "<i4")])
-CHUNK_EVENTS = 1 << 20
+CHUNK_EVENTS = 1 << 18
 
 
 def _read_header(stream: BinaryIO) -> tuple[list[str], int]:
@@ -94,7 +94,9 @@ def _decode_polarity(stream, offset, number, ts_overflow, sensor, sink: EventSin
         if len(data) != n * 8:
             raise EventDecodeError(NAME, "file ended inside a polarity packet", offset + done * 8 + len(data))
         events = np.frombuffer(data, dtype=EVENT)
-        events = events[(events["data"] & 1) == 1]
+        valid = (events["data"] & 1) == 1
+        if not valid.all():
+            events = events[valid]
         if len(events) == 0:
             done += n
             continue

@@ -49,6 +49,9 @@ NAME = "aedat4"
 MAGIC = b"#!AER-DAT4.0\r\n"
 COMPRESSIONS = ("none", "lz4", "lz4_high", "zstd", "zstd_high")
 EVENT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("pad", "V3")])
+# the same struct with x, y read unsigned: a negative int16 becomes >= 32768, outside any sensor,
+# so one max() per axis checks both bounds
+EVENT_UNSIGNED = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("on", "u1"), ("pad", "V3")])
 PACKET_HEADER = struct.Struct("<ii")
 MAX_IO_HEADER = 16 << 20
 STEP = 1 << 20
@@ -84,7 +87,7 @@ def _parse_info(xml: bytes, offset: int) -> list[Stream]:
             size = (int(info_attrs["sizeX"]), int(info_attrs["sizeY"])) if "sizeX" in info_attrs else None
         except (ValueError, KeyError):
             raise EventDecodeError(NAME, f"stream node {node.get('name')!r} has a bad id or size", offset) from None
-        if size is not None and not (0 < size[0] <= 65536 and 0 < size[1] <= 65536):
+        if size is not None and not (0 < size[0] <= 32768 and 0 < size[1] <= 32768):
             raise EventDecodeError(NAME, f"stream {stream_id} declares an absurd size {size}", offset)
         streams.append(Stream(stream_id, attrs.get("typeIdentifier", ""), size))
     return streams
@@ -185,10 +188,10 @@ def _decode_events(payload, offset: int, size: tuple[int, int] | None, sink: Eve
     start, count = fb.vector(fb.root(b"EVTS"), 0, EVENT.itemsize)
     if count == 0:
         return
-    events = np.frombuffer(payload, dtype=EVENT, count=count, offset=4 + start)
+    events = np.frombuffer(payload, dtype=EVENT_UNSIGNED, count=count, offset=4 + start)
     x, y = events["x"], events["y"]
-    low = min(int(x.min()), int(y.min()))
-    if low < 0 or (size is not None and (int(x.max()) >= size[0] or int(y.max()) >= size[1])):
+    width, height = size or (32768, 32768)
+    if int(x.max()) >= width or int(y.max()) >= height:
         where = f"the {size[0]}x{size[1]} sensor" if size else "0..32767"
         raise EventDecodeError(NAME, f"event coordinates outside {where}", offset)
     sink.append(events["t"], x, y, events["on"] != 0, offset)
@@ -208,6 +211,7 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     sink = EventSink(NAME, limits.max_events, (end - pos) // EVENT.itemsize if compression == 0 else 0)
     budget = limits.max_decompressed_bytes
     skipped: dict[str, int] = {}
+    first, estimated = pos, False
     while pos < end:
         stream.seek(pos)
         header = stream.read(PACKET_HEADER.size)
@@ -228,6 +232,9 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
             if budget < 0:
                 raise _over(len(payload), size, budget + len(payload), body)
             _decode_events(payload, body, target.size, sink)
+            if compression and not estimated and sink.count:
+                estimated = True  # one growth to the extrapolated total instead of repeated reallocs
+                sink.expect(int(sink.count * (end - first) / (body + size - first) * 1.05) + 1024)
         else:
             kind = by_id[stream_id].type
             skipped[kind] = skipped.get(kind, 0) + 1

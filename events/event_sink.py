@@ -35,6 +35,12 @@ class EventSink:
         self.count = end
         return view
 
+    def expect(self, total: int) -> None:
+        """Grow once to an estimated final count (e.g. extrapolated from the bytes read so far)."""
+        target = min(self.max_events, total)
+        if target > len(self._buffer):
+            self._buffer.resize(target, refcheck=False)
+
     def append(self, t, x, y, p, offset: int | None = None) -> None:
         """Add four equally long columns (p already 1 = ON, 0 = OFF)."""
         view = self.reserve(len(t), offset)

@@ -440,3 +440,11 @@ def test_random_corruption_only_raises_decode_errors(name):
             mutated[position] = rng.integers(0, 256)
         with contextlib.suppress(EventDecodeError):
             decode(name, bytes(mutated))
+
+
+def test_aedat2_many_wraps_in_one_chunk_unwrap_the_same_way():
+    raw = np.tile(np.array([0, 0xFFFFFFFF], dtype=np.uint32), 20)
+    records = np.zeros(len(raw), dtype=RECORD)
+    records["t"] = raw
+    decoded = events.load(b"#!AER-DAT2.0\r\n" + records.tobytes()).events["t"]
+    assert np.array_equal(decoded, raw.astype(np.int64) + (np.arange(len(raw)) // 2 << 32))
