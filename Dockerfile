@@ -39,7 +39,6 @@ COPY pyproject.toml README.md ./
 COPY events events
 COPY models models
 COPY export export
-COPY service service
 # Checkpoints saved 0600 in the build context would be unreadable to the image user.
 RUN pip install --no-cache-dir --no-deps . \
     && chmod -R a+rX /app
