@@ -4,8 +4,8 @@ No daemon runs here or in CI, so the images are never built. Instead: the Docker
 hadolint; the compose files validate against the compose-spec schema (and `docker compose config`
 where the compose plugin exists); every COPY source is in the build context that .dockerignore
 leaves; and the exact commands the containers run (the export job, then the server with the
-serve image's environment) run here on the files the serve image copies, with PyTorch made
-unimportable, proving the serve image needs none.
+serve image's environment and user) run here on the files each image copies, the server in a
+venv that holds requirements/serve.txt and nothing else, proving the serve image needs no PyTorch.
 """
 
 from __future__ import annotations
