@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             result = export_one(checkpoint, args.out, options)
         except Exception as error:
             failures.append((checkpoint, error))
-            rows.append([checkpoint.name, "FAILED", "", "", "", "", f"{time.perf_counter() - started:.1f} s"])
+            rows.append([checkpoint.name, "FAILED", "", "", "", "", "", f"{time.perf_counter() - started:.1f} s"])
             print(f"FAILED {checkpoint}: {type(error).__name__}: {error}", file=sys.stderr)
             continue
         rows.append(_row(result))

@@ -106,24 +106,31 @@ class FrozenLIF(nn.Module):
         self.time_steps = int(time_steps)
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        return self.unroll(current, with_margin=False)[0]
+        return self.unroll(current)[0]
 
-    def unroll(self, current: torch.Tensor, with_margin: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Spikes ``[B*T, ...]`` and, if asked, each sample's closest approach ``min |mem - thresh|``."""
+    def unroll(
+        self, current: torch.Tensor, record: bool = False, flip: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Spikes ``[B*T, ...]``; with ``record``, also ``mem - thresh`` before each spike decision ``[B, T, ...]``.
+
+        ``flip`` (bool ``[B, T, ...]``, parity diagnostics only) inverts chosen spike decisions, to
+        replay what a backend that rounded a near-threshold membrane the other way computed.
+        """
         steps = current.unflatten(0, (-1, self.time_steps))
-        spikes = []
-        margin = None
+        spikes, gaps = [], []
         mem = steps[:, 0]
         for t in range(self.time_steps):
             if t > 0:
                 mem = mem * self.tau + steps[:, t]
-            if with_margin:
-                closest = (mem - self.thresh).abs().flatten(1).amin(dim=1)
-                margin = closest if margin is None else torch.minimum(margin, closest)
-            spike = (mem >= self.thresh).to(current.dtype)
+            fired = mem >= self.thresh
+            if record:
+                gaps.append(mem - self.thresh)
+            if flip is not None:
+                fired = fired ^ flip[:, t]
+            spike = fired.to(current.dtype)
             mem = mem * (1.0 - spike)
             spikes.append(spike)
-        return torch.stack(spikes, dim=1).flatten(0, 1), margin
+        return torch.stack(spikes, dim=1).flatten(0, 1), torch.stack(gaps, dim=1) if record else None
 
 
 class MaxPool(nn.Module):
@@ -148,7 +155,12 @@ class FrozenRun:
     spikes: torch.Tensor
     sops: torch.Tensor
     spike_trains: dict[str, torch.Tensor]  # LIF name -> [B, T, ...] spikes
-    margin: torch.Tensor | None  # [B] min |mem - thresh| over every LIF neuron and time step
+    gaps: dict[str, torch.Tensor]  # LIF name -> [B, T, ...] mem - thresh before each spike decision
+
+    @property
+    def margin(self) -> torch.Tensor:
+        """``[B]``: each sample's closest approach of any membrane to its threshold."""
+        return torch.stack([g.abs().flatten(1).amin(dim=1) for g in self.gaps.values()], dim=1).amin(dim=1)
 
 
 class FrozenSNN(nn.Module):
@@ -165,24 +177,24 @@ class FrozenSNN(nn.Module):
         run = self.run(frames, record=False)
         return run.scores, run.spikes, run.sops
 
-    def run(self, frames: torch.Tensor, record: bool = True) -> FrozenRun:
+    def run(self, frames: torch.Tensor, record: bool = True, flips: dict[str, torch.Tensor] | None = None) -> FrozenRun:
+        """The forward pass; ``record`` keeps spike trains and membrane gaps, ``flips`` see ``FrozenLIF.unroll``."""
         x = frames.flatten(0, 1)
-        spikes, sops, trains, margin = [], [], {}, None
+        spikes, sops, trains, gaps = [], [], {}, {}
         for name, layer in self.layers.items():
             if isinstance(layer, FrozenConv | FrozenLinear):
                 sops.append(layer.sops(x, self.time_steps))
             if isinstance(layer, FrozenLIF):
-                x, closest = layer.unroll(x, with_margin=record)
+                x, gap = layer.unroll(x, record, (flips or {}).get(name))
                 per_step = x.unflatten(0, (-1, self.time_steps))
                 spikes.append(per_step.flatten(2).sum(dim=2).to(torch.int64).sum(dim=1))
                 if record:
-                    trains[name] = per_step
-                    margin = closest if margin is None else torch.minimum(margin, closest)
+                    trains[name], gaps[name] = per_step, gap
             else:
                 x = layer(x)
         votes = x.unflatten(0, (-1, self.time_steps)).unflatten(2, (self.classes, self.population))
         scores = votes.mean(dim=(1, 3))
-        return FrozenRun(scores, torch.stack(spikes, dim=1), torch.stack(sops, dim=1), trains, margin)
+        return FrozenRun(scores, torch.stack(spikes, dim=1), torch.stack(sops, dim=1), trains, gaps)
 
     def lif_names(self) -> list[str]:
         return [name for name, layer in self.layers.items() if isinstance(layer, FrozenLIF)]

@@ -9,6 +9,7 @@ sha256 (and card's) match the existing manifest is skipped unless ``force``.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import shutil
 import time
@@ -169,18 +170,25 @@ def _manifest(name: str, version: int, model: SpikingNet, card: ModelCard, parit
         lif_layers=lif,
         synaptic_layers=synaptic,
         energy=EnergyDefaults(),
-        training={
-            "dataset": card.dataset,
-            "mode": card.learning_mode,
-            "accuracy": metrics.get("accuracy", metrics.get("test_accuracy")),
-            "time_steps": arch.time_steps,
-            "metrics": metrics,
-            "arch": arch.to_dict(),
-            **{k: v for k, v in card.training.items() if k not in ("dataset", "mode", "time_steps")},
-        },
+        training=_json_plain(
+            {
+                "dataset": card.dataset,
+                "mode": card.learning_mode,
+                "accuracy": metrics.get("accuracy", metrics.get("test_accuracy")),
+                "time_steps": arch.time_steps,
+                "metrics": metrics,
+                "arch": arch.to_dict(),
+                **{k: v for k, v in card.training.items() if k not in ("dataset", "mode", "time_steps")},
+            }
+        ),
         parity=parity,
         exported_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
+
+
+def _json_plain(data: dict) -> dict:
+    """``data`` as it reads back from JSON (tuples become lists), so a manifest equals its re-read self."""
+    return json.loads(json.dumps(data))
 
 
 def _replace(staging: Path, version_dir: Path) -> None:
