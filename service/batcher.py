@@ -1,9 +1,12 @@
 """Dynamic batching: samples submitted concurrently run through the model in one forward pass.
 
 One worker thread per model takes the oldest waiting sample, waits at most ``max_delay_s``
-after it arrived for more (up to ``max_batch_size``), drops samples whose caller gave up
-(cancelled futures), stacks the rest and runs them. The queue is bounded: a full queue
-raises ``Overloaded`` at submit time instead of letting latency grow without limit.
+after it arrived for more (up to ``max_batch_size``) but only while more are on their way
+(callers announce samples they are still decoding with ``expect``, so a lone request never
+waits for company that is not coming; ``adaptive=False`` always waits, as Triton does),
+drops samples whose caller gave up (cancelled futures), stacks the rest and runs them.
+The queue is bounded: a full queue raises ``Overloaded`` at submit time instead of letting
+latency grow without limit.
 ``close`` finishes every queued sample before the thread exits (graceful shutdown).
 """
 
@@ -67,12 +70,14 @@ class DynamicBatcher:
         on_depth: Callable[[int], None] = _ignore,
         on_drop: Callable[[int], None] = _ignore,
         energy_meter: Callable[[], float | None] | None = None,
+        adaptive: bool = True,
     ):
         self.name = name
         self._run = run
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
+        self.adaptive = adaptive
         self._on_batch = on_batch
         self._on_depth = on_depth
         self._on_drop = on_drop
@@ -80,6 +85,7 @@ class DynamicBatcher:
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._expected = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -87,10 +93,22 @@ class DynamicBatcher:
     def depth(self) -> int:
         return len(self._queue)
 
+    def expect(self, count: int) -> None:
+        """Announce ``count`` samples that will be submitted soon (still being decoded)."""
+        with self._cond:
+            self._expected += count
+
+    def forget(self, count: int) -> None:
+        """Withdraw announced samples that will not come (their decoding failed)."""
+        with self._cond:
+            self._expected = max(0, self._expected - count)
+            self._cond.notify()
+
     def submit(self, frames: np.ndarray) -> Future:
         """Queue one sample; the future resolves to a ``SampleResult``. Raises ``Overloaded``."""
         future: Future = Future()
         with self._cond:
+            self._expected = max(0, self._expected - 1)
             if self._closing:
                 raise Overloaded(f"model {self.name!r} is shutting down")
             if len(self._queue) >= self.max_queue:
@@ -114,7 +132,9 @@ class DynamicBatcher:
             if not self._queue:
                 return None
             deadline = self._queue[0].enqueued + self.max_delay_s
-            while len(self._queue) < self.max_batch_size and not self._closing:
+            while (
+                len(self._queue) < self.max_batch_size and not self._closing and (self._expected or not self.adaptive)
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -12,21 +12,21 @@ from service.registry import Registry
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_profiles(request: Request) -> dict[str, EnergyProfile]:
+async def get_profiles(request: Request) -> dict[str, EnergyProfile]:
     return request.app.state.energy_profiles
 
 
-def get_decode_pool(request: Request) -> ThreadPoolExecutor:
+async def get_decode_pool(request: Request) -> ThreadPoolExecutor:
     return request.app.state.decode_pool

@@ -188,6 +188,7 @@ class Registry:
             on_depth=m.queue_depth.labels(name).set,
             on_drop=m.dropped.labels(name).inc,
             energy_meter=meter,
+            adaptive=s.batch_wait == "adaptive",
         )
 
     def _public(self, exc: Exception) -> str:

@@ -12,7 +12,7 @@ from service.problems import Problem
 bearer = HTTPBearer(auto_error=False, description="Required when STLSNN_API_KEYS is set")
 
 
-def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+async def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
     """Pass when no keys are configured or the bearer token matches one (constant-time compare)."""
     keys = request.app.state.settings.api_key_list
     if not keys:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     max_batch_size: int = Field(32, ge=1)
     max_queue_delay_ms: float = Field(5.0, ge=0)
+    batch_wait: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="adaptive: wait for a fuller batch only while more requests are being decoded"
+    )
     max_queue_size: int = Field(256, ge=1, description="samples waiting per model before 503")
     request_timeout_s: float = Field(30.0, gt=0)
     decode_workers: int = Field(4, ge=1)

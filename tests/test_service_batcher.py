@@ -35,7 +35,8 @@ def sample(value: float) -> np.ndarray:
 
 def test_samples_arriving_within_the_delay_share_one_pass_and_keep_their_own_results():
     model = Recorder()
-    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.5)
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=5)
+    batcher.expect(5)
     futures = [batcher.submit(sample(i)) for i in range(5)]
     results = [f.result(10) for f in futures]
     batcher.close(10)
@@ -44,9 +45,28 @@ def test_samples_arriving_within_the_delay_share_one_pass_and_keep_their_own_res
     assert all(r.batch_size == 5 and r.queue_s >= 0 and r.infer_s >= 0 for r in results)
 
 
+def test_a_lone_sample_does_not_wait_for_company_that_is_not_coming():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60)
+    assert float(batcher.submit(sample(3)).result(10).scores[0]) == 3
+    batcher.expect(2)
+    batcher.forget(1)  # one announced sample failed to decode; the other arrives
+    assert batcher.submit(sample(4)).result(10).batch_size == 1
+    batcher.close(10)
+    assert model.batches == [1, 1]
+
+
+def test_fixed_wait_holds_a_sample_for_the_whole_delay():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.3, adaptive=False)
+    result = batcher.submit(sample(1)).result(10)
+    batcher.close(10)
+    assert result.queue_s >= 0.3
+
+
 def test_batches_never_exceed_the_maximum():
     model = Recorder()
-    batcher = DynamicBatcher("m", model, max_batch_size=3, max_delay_s=0.2, max_queue=100)
+    batcher = DynamicBatcher("m", model, max_batch_size=3, max_delay_s=0.2, max_queue=100, adaptive=False)
     futures = [batcher.submit(sample(i)) for i in range(7)]
     for future in futures:
         future.result(10)
@@ -56,7 +76,7 @@ def test_batches_never_exceed_the_maximum():
 
 def test_cancelled_samples_are_dropped_before_inference():
     model, dropped = Recorder(), []
-    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.3, on_drop=dropped.append)
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.3, on_drop=dropped.append, adaptive=False)
     keep, abandon = batcher.submit(sample(1)), batcher.submit(sample(2))
     assert abandon.cancel()
     assert float(keep.result(10).scores[0]) == 1
@@ -81,7 +101,7 @@ def test_a_full_queue_raises_overloaded():
 def test_close_finishes_queued_work_then_refuses_more():
     gate = threading.Event()
     model = Recorder(gate)
-    batcher = DynamicBatcher("m", model, max_batch_size=2, max_delay_s=5, max_queue=10)
+    batcher = DynamicBatcher("m", model, max_batch_size=2, max_delay_s=5, max_queue=10, adaptive=False)
     futures = [batcher.submit(sample(i)) for i in range(5)]
     gate.set()
     batcher.close(10)

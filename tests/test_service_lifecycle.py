@@ -1,6 +1,6 @@
 """Serving under pressure and at the edges: API keys, CORS, overload, disconnects, SIGTERM, TorchScript.
 
-The server here holds a sample up to 1.5 s waiting for a batch partner and queues at most one,
+The server here holds every sample 1.5 s waiting for a batch partner and queues at most one,
 so "in flight", "queue full" and "client gone" are states a test can reach deterministically.
 """
 
@@ -51,6 +51,7 @@ def server(repo, tmp_path_factory):
         max_batch_size=2,
         max_queue_size=1,
         max_queue_delay_ms=1500,
+        batch_wait="fixed",
     )
     yield srv
     srv.stop()

@@ -26,6 +26,8 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # idle intra-op threads sleep instead of spinning: the cores are shared with decoding and HTTP
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.provider = self.session.get_providers()[0]
         self.device = "cuda" if self.provider == CUDA else "cpu"

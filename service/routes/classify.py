@@ -50,7 +50,7 @@ class ClassifyParams:
     energy_profile: str | None
 
 
-def classify_form(
+async def classify_form(
     file: Annotated[UploadFile | None, File(description="one event file")] = None,
     files: Annotated[list[UploadFile] | None, File(description="several event files, classified together")] = None,
     format: Annotated[str | None, Form(description="decoder name (skips detection), e.g. evt3, aedat4")] = None,
@@ -77,7 +77,7 @@ class Context:
     pool: object
 
 
-def context(
+async def context(
     settings: Annotated[Settings, Depends(get_settings)],
     registry: Annotated[Registry, Depends(get_registry)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
@@ -158,7 +158,12 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
         )
     override = parse_sensor_size(params.sensor_size)
 
-    prepared = await _prepare_all(model, params, override, ctx)
+    model.batcher.expect(len(params.uploads))
+    try:
+        prepared = await _prepare_all(model, params, override, ctx)
+    except BaseException:
+        model.batcher.forget(len(params.uploads))
+        raise
     samples = await _infer(request, model, prepared, ctx)
     if samples is None:
         request.state.log["outcome"] = "client disconnected"
@@ -216,8 +221,10 @@ async def _infer(
     futures = []
     try:
         try:
-            futures = [model.batcher.submit(p.frames) for p in prepared]
+            for sample in prepared:
+                futures.append(model.batcher.submit(sample.frames))
         except Overloaded as exc:
+            model.batcher.forget(len(prepared) - len(futures) - 1)
             raise Problem(503, "overloaded", str(exc), retry_after=ctx.settings.retry_after_s) from None
         waiter = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         gone = asyncio.create_task(_client_gone(request))
