@@ -13,6 +13,10 @@ from models.datasets.event_dataset import EventDataset, Sample
 
 DATASETS: dict[str, Callable[..., EventDataset]] = {}
 
+from models.datasets.synthetic import open_synthetic  # noqa: E402
+
+DATASETS["synthetic"] = open_synthetic
+
 from models.datasets.cifar10dvs import open_cifar10dvs  # noqa: E402
 from models.datasets.dvsgesture import open_dvsgesture  # noqa: E402
 from models.datasets.nmnist import open_nmnist  # noqa: E402

@@ -1,0 +1,223 @@
+"""``python -m models.train``: train an STL-SNN on framed event recordings and save a checkpoint.
+
+Defaults follow the official STL-SNN code: Adam (lr 1e-3, weight decay 1e-6), ExponentialLR
+(gamma 0.93 per epoch), MSE between the voted firing rates and the one-hot target. ``--mode``
+picks what learns: ``stl`` weights and thresholds, ``sl`` weights only, ``tl`` thresholds only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from events import FramingSpec
+from models.architectures import LEARNING_MODES, PRESETS, ArchConfig, SpikingNet, apply_learning_mode, preset
+from models.checkpoint import ModelCard, save_checkpoint
+from models.datasets import DATASETS, EventDataset
+
+
+@dataclass
+class EpochStats:
+    """What one epoch reached; printed per epoch and the last one stored in the card."""
+
+    epoch: int
+    loss: float
+    train_accuracy: float
+    test_accuracy: float
+    spike_rates: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    samples_per_s: float = 0.0
+
+
+def use_cores() -> None:
+    """One intra-op thread per core (at most 2 on the shared dev box's budget is what we have)."""
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="demo", choices=sorted(PRESETS), help="architecture preset")
+    p.add_argument("--channels", type=int, nargs="+", help="conv block widths, e.g. 16 32")
+    p.add_argument("--fc", type=int, nargs="*", help="hidden fc widths, e.g. 256")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), help="model input width and height")
+    p.add_argument("--time-steps", "-T", type=int, help="time bins T")
+    p.add_argument("--population", "-P", type=int, help="voting neurons per class P")
+    p.add_argument("--thresh-init", type=float, help="initial threshold of every neuron")
+    p.add_argument("--dataset", default="synthetic", help=f"one of: {', '.join(sorted(DATASETS)) or 'synthetic'}")
+    p.add_argument("--data-root", type=Path, help="folder of a real dataset")
+    p.add_argument("--split-by", default="number", choices=("number", "time"))
+    p.add_argument("--mode", default="stl", choices=sorted(LEARNING_MODES))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-6)
+    p.add_argument("--gamma", type=float, default=0.93, help="ExponentialLR decay per epoch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, default=2000, help="synthetic: training recordings")
+    p.add_argument("--test-size", type=int, default=500, help="synthetic: test recordings")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--out", type=Path, default=Path("runs/model.safetensors"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def arch_from_args(args: argparse.Namespace, classes: int) -> ArchConfig:
+    width, height = args.input_size if args.input_size else (None, None)
+    return preset(
+        args.arch,
+        channels=tuple(args.channels) if args.channels else None,
+        fc=tuple(args.fc) if args.fc is not None else None,
+        width=width,
+        height=height,
+        time_steps=args.time_steps,
+        population=args.population,
+        thresh_init=args.thresh_init,
+        classes=classes,
+    )
+
+
+def open_split(dataset: str, root: Path | None, split: str, spec: FramingSpec, **options) -> EventDataset:
+    """Open one split of a registered dataset; synthetic-only options are dropped for real ones."""
+    if dataset not in DATASETS:
+        raise SystemExit(f"unknown dataset {dataset!r}; registered: {', '.join(sorted(DATASETS))}")
+    if dataset != "synthetic":
+        if root is None:
+            raise SystemExit(f"--data-root is required for {dataset!r}")
+        options = {}
+    return DATASETS[dataset](root, split, spec, **options)
+
+
+def evaluate(model: SpikingNet, loader: DataLoader, classes: int) -> tuple[float, dict[str, float], torch.Tensor]:
+    """Accuracy, mean spike rate per LIF layer and the predictions over ``loader``, in eval mode."""
+    model.eval()
+    lifs = model.lif_layers()
+    rates = dict.fromkeys(lifs, 0.0)
+    correct, seen, predictions = 0, 0, []
+    with torch.no_grad():
+        for x, y in loader:
+            pred = model(x).argmax(1)
+            predictions.append(pred)
+            correct += int((pred == y).sum())
+            seen += len(y)
+            for name, lif in lifs.items():
+                rates[name] += lif.spike_rate * len(y)
+    return correct / max(seen, 1), {k: v / max(seen, 1) for k, v in rates.items()}, torch.cat(predictions)
+
+
+def train_epoch(model, loader, optimizer, classes: int, bar) -> tuple[float, float, int]:
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        out = model(x)
+        loss = F.mse_loss(out, F.one_hot(y, classes).float())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss.detach()) * len(y)
+        correct += int((out.argmax(1) == y).sum())
+        seen += len(y)
+        bar.update(len(y))
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return total_loss / seen, correct / seen, seen
+
+
+def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
+    """Run the CLI with ``argv``; returns the checkpoint path and the per-epoch stats."""
+    args = parse_args(argv)
+    use_cores()
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    arch = preset(args.arch)
+    width, height = args.input_size or (arch.width, arch.height)
+    spec = FramingSpec(args.time_steps or arch.time_steps, width, height, args.split_by)
+    options = {"size": args.train_size, "seed": args.seed}
+    train_set = open_split(args.dataset, args.data_root, "train", spec, **options)
+    test_set = open_split(args.dataset, args.data_root, "test", spec, **{**options, "size": args.test_size})
+    classes = len(train_set.classes)
+    config = arch_from_args(args, classes)
+    if config.in_channels != 2:
+        raise SystemExit(f"--arch {args.arch} takes {config.in_channels}-channel images, not event frames")
+    model = SpikingNet(config)
+    learnable = apply_learning_mode(model, args.mode)
+    optimizer = torch.optim.Adam(learnable, lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma)
+    loader_rng = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(
+        train_set, batch_size=args.batch_size, shuffle=True, generator=loader_rng, num_workers=args.workers
+    )
+    test_loader = DataLoader(test_set, batch_size=max(args.batch_size, 64), num_workers=args.workers)
+    print(
+        f"{args.dataset}: {len(train_set)} train / {len(test_set)} test recordings, {classes} classes, "
+        f"frames {spec}; {sum(p.numel() for p in model.parameters())} parameters, mode {args.mode}",
+        flush=True,
+    )
+    history: list[EpochStats] = []
+    train_seconds = 0.0
+    with tqdm(total=args.epochs * len(train_set), unit="rec", disable=args.quiet, file=sys.stdout) as bar:
+        for epoch in range(1, args.epochs + 1):
+            bar.set_description(f"epoch {epoch}/{args.epochs}")
+            tick = time.perf_counter()
+            loss, train_acc, seen = train_epoch(model, train_loader, optimizer, classes, bar)
+            train_seconds += time.perf_counter() - tick
+            scheduler.step()
+            test_acc, rates, _ = evaluate(model, test_loader, classes)
+            thresholds = {name: float(lif.thresh.detach().mean()) for name, lif in model.lif_layers().items()}
+            stats = EpochStats(epoch, loss, train_acc, test_acc, rates, thresholds, seen / max(train_seconds, 1e-9))
+            stats.samples_per_s = epoch * seen / max(train_seconds, 1e-9)
+            history.append(stats)
+            bar.write(
+                f"epoch {epoch}: loss {loss:.4f}  train {train_acc:.3f}  test {test_acc:.3f}  "
+                f"rate {' '.join(f'{k}={v:.3f}' for k, v in rates.items())}  "
+                f"thresh {' '.join(f'{k}={v:.3f}' for k, v in thresholds.items())}"
+            )
+    wall = time.perf_counter() - started
+    last = history[-1]
+    card = ModelCard(
+        arch=config,
+        classes=train_set.classes,
+        sensor_size=train_set.sensor_size,
+        split_by=args.split_by,
+        learning_mode=args.mode,
+        dataset=args.dataset,
+        metrics={
+            "test_accuracy": round(last.test_accuracy, 4),
+            "train_accuracy": round(last.train_accuracy, 4),
+            "test_recordings": len(test_set),
+            "spike_rates": {k: round(v, 4) for k, v in last.spike_rates.items()},
+            "mean_thresholds": {k: round(v, 4) for k, v in last.thresholds.items()},
+        },
+        training={
+            "command": "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "gamma": args.gamma,
+            "seed": args.seed,
+            "train_recordings": len(train_set),
+            "wall_time_s": round(wall, 1),
+            "samples_per_s": round(last.samples_per_s, 1),
+            "threads": torch.get_num_threads(),
+        },
+    )
+    path = save_checkpoint(args.out, model, card)
+    print(f"saved {path} (test accuracy {last.test_accuracy:.4f}, wall time {wall:.0f} s)", flush=True)
+    return path, history
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(argv)
+
+
+if __name__ == "__main__":
+    main()

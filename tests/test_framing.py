@@ -1,0 +1,95 @@
+"""Framing (DESIGN.md section 4): events -> float32 [T, 2, h, w] count frames, shared by training and serving."""
+
+import numpy as np
+import pytest
+
+from events import EventDecodeError, FramingSpec, frame_events, make_events
+
+
+def events(t, x=None, y=None, p=None):
+    n = len(t)
+    return make_events(
+        t, x if x is not None else np.zeros(n), y if y is not None else np.zeros(n), p if p is not None else np.ones(n)
+    )
+
+
+def bins_of(frames: np.ndarray) -> list[int]:
+    """Events per time bin."""
+    return frames.sum(axis=(1, 2, 3)).astype(int).tolist()
+
+
+def test_split_by_number_puts_the_remainder_in_the_last_bin():
+    stream = events(np.arange(10) * 1000)
+    frames = frame_events(stream, (1, 1), FramingSpec(3, 1, 1, "number"))
+    assert frames.dtype == np.float32
+    assert frames.shape == (3, 2, 1, 1)
+    assert bins_of(frames) == [3, 3, 4]
+
+
+def test_split_by_number_ignores_timestamps():
+    stream = events([0, 1, 2, 3, 1_000_000, 1_000_001])
+    assert bins_of(frame_events(stream, (1, 1), FramingSpec(2, 1, 1, "number"))) == [3, 3]
+
+
+def test_split_by_time_uses_equal_spans_and_the_last_event_lands_in_the_last_bin():
+    # span [0, 90] in 3 bins of 30 us: 0,10,20 | 30,40,50 | 60,70,80,90 (90 is t_last)
+    stream = events(np.arange(10) * 10)
+    assert bins_of(frame_events(stream, (1, 1), FramingSpec(3, 1, 1, "time"))) == [3, 3, 4]
+    skewed = events([100, 101, 102, 103, 200])
+    assert bins_of(frame_events(skewed, (1, 1), FramingSpec(4, 1, 1, "time"))) == [4, 0, 0, 1]
+
+
+def test_split_by_time_with_zero_duration_puts_everything_in_bin_zero():
+    assert bins_of(frame_events(events([5, 5, 5]), (1, 1), FramingSpec(2, 1, 1, "time"))) == [3, 0]
+
+
+def test_channel_zero_is_off_and_channel_one_is_on():
+    stream = events([0, 1, 2], x=[0, 1, 1], y=[0, 0, 1], p=[0, 1, 1])
+    frames = frame_events(stream, (2, 2), FramingSpec(1, 2, 2))
+    assert frames[0, 0].tolist() == [[1, 0], [0, 0]]
+    assert frames[0, 1].tolist() == [[0, 1], [0, 1]]
+
+
+def test_downsampling_is_integer_arithmetic_x_times_w_over_W():
+    # 128 -> 32: x' = x * 32 // 128, so 0..3 -> 0, 4 -> 1, 127 -> 31
+    stream = events([0, 1, 2, 3], x=[3, 4, 127, 64], y=[0, 0, 127, 5], p=[1, 1, 1, 1])
+    frames = frame_events(stream, (128, 128), FramingSpec(1, 32, 32))
+    on = frames[0, 1]
+    assert on[0, 0] == 1 and on[0, 1] == 1 and on[31, 31] == 1 and on[1, 16] == 1
+    assert on.sum() == 4
+    # non-square, non-divisible: DAVIS346 (346 x 260) -> 64 x 48
+    stream = events([0, 1], x=[345, 172], y=[259, 130], p=[0, 0])
+    off = frame_events(stream, (346, 260), FramingSpec(1, 64, 48))[0, 0]
+    assert off[259 * 48 // 260, 345 * 64 // 346] == 1 == off[47, 63]
+    assert off[130 * 48 // 260, 172 * 64 // 346] == 1 == off[24, 31]
+
+
+def test_counts_accumulate_and_nothing_is_lost():
+    rng = np.random.default_rng(0)
+    n = 5000
+    stream = events(np.sort(rng.integers(0, 10**6, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
+                    rng.integers(0, 2, n))  # fmt: skip
+    for split in ("number", "time"):
+        frames = frame_events(stream, (128, 128), FramingSpec(8, 32, 32, split))
+        assert frames.sum() == n
+        assert frames[:, 1].sum() == stream["p"].sum()
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_fewer_events_than_time_steps_is_a_decode_error(n):
+    with pytest.raises(EventDecodeError, match="4 time steps"):
+        frame_events(events(np.arange(n)), (8, 8), FramingSpec(4, 8, 8))
+
+
+def test_events_outside_the_sensor_are_a_decode_error():
+    with pytest.raises(EventDecodeError, match="outside"):
+        frame_events(events([0, 1], x=[3, 8], y=[0, 0]), (8, 8), FramingSpec(1, 8, 8))
+
+
+def test_spec_rejects_nonsense_and_round_trips():
+    with pytest.raises(ValueError):
+        FramingSpec(0, 32, 32)
+    with pytest.raises(ValueError):
+        FramingSpec(8, 32, 32, "count")
+    spec = FramingSpec(8, 64, 48, "time")
+    assert FramingSpec.from_dict(spec.to_dict()) == spec
