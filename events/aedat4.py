@@ -130,11 +130,13 @@ def _over(size: int, compressed: int, budget: int, offset: int) -> LimitExceeded
     return LimitExceededError(NAME, problem, offset)
 
 
-def _inflate_zstd(data: bytes, cap: int) -> bytearray:
+def _inflate_zstd(data: bytes, cap: int, context: zstandard.ZstdDecompressor):
     declared = zstandard.frame_content_size(data)
     if declared > cap:
         raise OverflowError(declared)
-    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+    if declared >= 0:  # the size is known and within the cap: one call, one exact allocation
+        return context.decompress(data)
+    reader = context.stream_reader(data, read_across_frames=True)
     out = bytearray()
     while chunk := reader.read(STEP):
         out += chunk
@@ -143,7 +145,7 @@ def _inflate_zstd(data: bytes, cap: int) -> bytearray:
     return out
 
 
-def _inflate_lz4(data: bytes, cap: int) -> bytearray:
+def _inflate_lz4(data: bytes, cap: int):
     out = bytearray()
     remaining = data
     while remaining:
@@ -151,7 +153,10 @@ def _inflate_lz4(data: bytes, cap: int) -> bytearray:
         if declared > cap:
             raise OverflowError(declared)
         decompressor = lz4.frame.LZ4FrameDecompressor()
-        out += decompressor.decompress(remaining, max_length=STEP)
+        chunk = decompressor.decompress(remaining, max_length=STEP)
+        if decompressor.eof and not decompressor.unused_data and not out and len(chunk) <= cap:
+            return chunk  # the usual packet: one frame inflated in one call, no extra copy
+        out += chunk
         while not decompressor.eof:
             if len(out) > cap:
                 raise OverflowError(len(out))
@@ -164,13 +169,13 @@ def _inflate_lz4(data: bytes, cap: int) -> bytearray:
     return out
 
 
-def _inflate(data: bytes, compression: int, budget: int, limits: DecodeLimits, offset: int):
+def _inflate(data: bytes, compression: int, budget: int, limits: DecodeLimits, offset: int, zstd_context):
     """The packet payload, inflated within the ratio and byte budget."""
     if compression == 0:
         return data
     cap = _cap(len(data), budget, limits)
     try:
-        return _inflate_lz4(data, cap) if compression in (1, 2) else _inflate_zstd(data, cap)
+        return _inflate_lz4(data, cap) if compression in (1, 2) else _inflate_zstd(data, cap, zstd_context)
     except OverflowError as exc:
         raise _over(int(exc.args[0]), len(data), budget, offset) from None
     except Exception as exc:  # a native decompressor's error must not reach the caller as-is
@@ -212,6 +217,7 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     budget = limits.max_decompressed_bytes
     skipped: dict[str, int] = {}
     first, estimated = pos, False
+    zstd_context = zstandard.ZstdDecompressor() if compression in (3, 4) else None
     while pos < end:
         stream.seek(pos)
         header = stream.read(PACKET_HEADER.size)
@@ -227,14 +233,15 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
             data = stream.read(size)
             if len(data) != size:
                 raise EventDecodeError(NAME, "file ends inside a packet", body + len(data))
-            payload = _inflate(data, compression, budget, limits, body)
+            payload = _inflate(data, compression, budget, limits, body, zstd_context)
             budget -= len(payload)
             if budget < 0:
                 raise _over(len(payload), size, budget + len(payload), body)
             _decode_events(payload, body, target.size, sink)
             if compression and not estimated and sink.count:
                 estimated = True  # one growth to the extrapolated total instead of repeated reallocs
-                sink.expect(int(sink.count * (end - first) / (body + size - first) * 1.05) + 1024)
+                guess = int(sink.count * (end - first) / (body + size - first) * 1.05) + 1024
+                sink.expect(min(guess, (end - first) // 2))  # never presume more than 8x compression
         else:
             kind = by_id[stream_id].type
             skipped[kind] = skipped.get(kind, 0) + 1

@@ -448,3 +448,22 @@ def test_aedat2_many_wraps_in_one_chunk_unwrap_the_same_way():
     records["t"] = raw
     decoded = events.load(b"#!AER-DAT2.0\r\n" + records.tobytes()).events["t"]
     assert np.array_equal(decoded, raw.astype(np.int64) + (np.arange(len(raw)) // 2 << 32))
+
+
+def test_aedat3_window_edges_and_oversized_packets_decode_the_same(monkeypatch):
+    ev = random_events(5_000, 128, 128, seed=13, t0=(1 << 31) - 40_000)
+    buffer = io.BytesIO()
+    write_aedat3(buffer, ev, (128, 128), packet_events=300)
+    monkeypatch.setattr("events.aedat3.WINDOW", 3_000)  # packets straddle windows; some exceed one
+    monkeypatch.setattr("events.aedat3.CHUNK_EVENTS", 64)
+    assert np.array_equal(events.load(buffer.getvalue()).events, ev)
+
+
+def test_aedat3_errors_point_at_the_offending_event():
+    first = _polarity_packet([3, 3, 3], [1, 2, 3])
+    second = _polarity_packet([3, 3, 2], [4, -5, -6])  # the invalid third event is not an error
+    data = _aedat3(first, second)
+    with pytest.raises(EventDecodeError) as caught:
+        events.load(data)
+    header_end = data.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
+    assert caught.value.offset == header_end + len(first) + 28 + 8
