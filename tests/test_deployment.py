@@ -446,7 +446,8 @@ def image_root():
 def test_container_commands_export_then_serve_without_torch(image_root):
     """The export job's command, then the server's, as the containers run them: same arguments,
     same environment (the CPU stack's), same unprivileged user, the serve image's files only, in
-    a venv of requirements/serve.txt without PyTorch; then a classification and a SIGTERM."""
+    a venv of requirements/serve.txt without PyTorch; then the example recordings (every decoder
+    the image needs) are classified, and a SIGTERM stops the server cleanly."""
     httpx = pytest.importorskip("httpx")
     if not (REPO / "export" / "__main__.py").exists() or not (REPO / "service" / "__main__.py").exists():
         pytest.skip("export or service has no command-line entry point yet")
@@ -504,13 +505,15 @@ def test_container_commands_export_then_serve_without_torch(image_root):
         wait_ready(server, f"{base}/readyz", log, httpx)
         check = subprocess.run(to_host(healthcheck("serve"), paths, python), env=env, timeout=30)
         assert check.returncode == 0, "the image's HEALTHCHECK must pass once /readyz is 200"
-        recording = synthetic_recording(image_root / "recording.npz", manifest)
-        with recording.open("rb") as fh:
-            reply = httpx.post(f"{base}/v1/classify", files={"file": ("recording.npz", fh)}, timeout=60)
-        assert reply.status_code == 200, reply.text
-        body = reply.json()
-        assert body["model"]["name"] == default_model
-        assert body["prediction"]["label"] in manifest["classes"]
+        examples = [p for p in sorted((REPO / "examples").glob("*")) if p.suffix not in (".py", ".md", "")]
+        for recording in examples or [synthetic_recording(image_root / "recording.npz", manifest)]:
+            reply = httpx.post(
+                f"{base}/v1/classify", files={"file": (recording.name, recording.read_bytes())}, timeout=60
+            )
+            assert reply.status_code == 200, f"{recording.name}: {reply.text}"
+            body = reply.json()
+            assert body["model"]["name"] == default_model
+            assert body["prediction"]["label"] in manifest["classes"]
     finally:
         server.send_signal(signal.SIGTERM)
         try:
