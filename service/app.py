@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.dependencies import AppContext
 from service.energy import load_profiles
 from service.gpu_energy import GpuEnergyMeter
 from service.metrics import Metrics
@@ -35,9 +36,8 @@ DESCRIPTION = (
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    registry: Registry = app.state.registry
-    app.state.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+    context: AppContext = app.state.context
+    settings, registry = context.settings, context.registry
     if settings.nvml:
         registry.meter = await asyncio.to_thread(GpuEnergyMeter)
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
@@ -46,17 +46,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await loading
         await asyncio.to_thread(registry.close, settings.graceful_shutdown_s or None)
-        app.state.decode_pool.shutdown(wait=True)
+        context.decode_pool.shutdown(wait=True)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     app = FastAPI(title="STL-SNN Serve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.registry = Registry(settings, metrics)
-    app.state.energy_profiles = load_profiles()
+    app.state.context = AppContext(
+        settings=settings,
+        registry=Registry(settings, metrics),
+        metrics=metrics,
+        profiles=load_profiles(),
+        decode_pool=ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode"),
+    )
     install_problem_handlers(app)
     for router in (health.router, models.router, classify.router):
         app.include_router(router)

@@ -1,8 +1,9 @@
-"""FastAPI dependencies: the app-wide objects a route needs, taken from ``app.state``."""
+"""The app-wide objects routes need, gathered in one ``AppContext`` that one dependency hands out."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from fastapi import Request
 
@@ -12,21 +13,14 @@ from service.registry import Registry
 from service.settings import Settings
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+@dataclass
+class AppContext:
+    settings: Settings
+    registry: Registry
+    metrics: Metrics
+    profiles: dict[str, EnergyProfile]
+    decode_pool: ThreadPoolExecutor
 
 
-async def get_registry(request: Request) -> Registry:
-    return request.app.state.registry
-
-
-async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-async def get_profiles(request: Request) -> dict[str, EnergyProfile]:
-    return request.app.state.energy_profiles
-
-
-async def get_decode_pool(request: Request) -> ThreadPoolExecutor:
-    return request.app.state.decode_pool
+async def get_context(request: Request) -> AppContext:
+    return request.app.state.context

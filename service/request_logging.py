@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import random
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +21,8 @@ from service.metrics import Metrics
 log = logging.getLogger("stlsnn.access")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# request ids need uniqueness, not secrecy: a seeded PRNG avoids a urandom syscall per request
+_ids = random.Random()
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
@@ -65,7 +67,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         supplied = _header(scope, b"x-request-id")
-        request_id = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
+        request_id = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else f"{_ids.getrandbits(128):032x}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["log"] = {}

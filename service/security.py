@@ -14,7 +14,7 @@ bearer = HTTPBearer(auto_error=False, description="Required when STLSNN_API_KEYS
 
 async def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
     """Pass when no keys are configured or the bearer token matches one (constant-time compare)."""
-    keys = request.app.state.settings.api_key_list
+    keys = request.app.state.context.settings.api_key_list
     if not keys:
         return
     token = credentials.credentials if credentials is not None else ""

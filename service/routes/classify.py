@@ -20,16 +20,14 @@ from fastapi.responses import Response
 
 import events
 from service.batcher import Overloaded, SampleResult
-from service.dependencies import get_decode_pool, get_metrics, get_profiles, get_registry, get_settings
+from service.dependencies import AppContext, get_context
 from service.energy import EnergyProfile, estimate
 from service.ingest import IngestLimits, Prepared, prepare
-from service.metrics import Metrics
 from service.problems import Problem
-from service.registry import Registry, ServedModel
+from service.registry import ServedModel
 from service.routes.models import ModelName, find_model
 from service.schemas import ClassifyBatchResponse, ClassifyResponse, problem_responses
 from service.security import require_api_key
-from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(require_api_key)])
 
@@ -66,27 +64,6 @@ async def classify_form(
     return ClassifyParams(uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None)
 
 
-@dataclass
-class Context:
-    """The app-wide objects one classify request uses."""
-
-    settings: Settings
-    registry: Registry
-    metrics: Metrics
-    profiles: dict[str, EnergyProfile]
-    pool: object
-
-
-async def context(
-    settings: Annotated[Settings, Depends(get_settings)],
-    registry: Annotated[Registry, Depends(get_registry)],
-    metrics: Annotated[Metrics, Depends(get_metrics)],
-    profiles: Annotated[dict, Depends(get_profiles)],
-    pool: Annotated[object, Depends(get_decode_pool)],
-) -> Context:
-    return Context(settings, registry, metrics, profiles, pool)
-
-
 ROUTE = {
     "response_model": ClassifyResponse | ClassifyBatchResponse,
     "responses": problem_responses(400, 401, 404, 413, 415, 422, 503),
@@ -98,7 +75,7 @@ async def classify_named(
     request: Request,
     name: ModelName,
     params: Annotated[ClassifyParams, Depends(classify_form)],
-    ctx: Annotated[Context, Depends(context)],
+    ctx: Annotated[AppContext, Depends(get_context)],
 ):
     return await classify(request, find_model(ctx.registry, name), params, ctx)
 
@@ -107,7 +84,7 @@ async def classify_named(
 async def classify_default(
     request: Request,
     params: Annotated[ClassifyParams, Depends(classify_form)],
-    ctx: Annotated[Context, Depends(context)],
+    ctx: Annotated[AppContext, Depends(get_context)],
 ):
     model = ctx.registry.default()
     if model is None:
@@ -115,7 +92,7 @@ async def classify_default(
     return await classify(request, model, params, ctx)
 
 
-async def classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: Context):
+async def classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext):
     started = time.perf_counter()
     request.state.log.update(model=model.name, files=len(params.uploads))
     status = 500
@@ -131,7 +108,7 @@ async def classify(request: Request, model: ServedModel, params: ClassifyParams,
         ctx.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
 
 
-async def _classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: Context, started: float):
+async def _classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext, started: float):
     if not model.ready:
         detail = f"model {model.name!r} is {model.state}" + (f": {model.error}" if model.error else "")
         raise Problem(503, "model-unavailable", detail, retry_after=1 if model.state == "loading" else 60)
@@ -190,15 +167,16 @@ def parse_sensor_size(value: str | None) -> tuple[int, int] | None:
 
 
 async def _prepare_all(
-    model: ServedModel, params: ClassifyParams, override: tuple[int, int] | None, ctx: Context
+    model: ServedModel, params: ClassifyParams, override: tuple[int, int] | None, ctx: AppContext
 ) -> list[Prepared]:
     """Decode and frame every upload in the thread pool, in parallel."""
     s = ctx.settings
     limits = IngestLimits(s.max_events, int(s.max_duration_s * 1e6), s.max_decompressed_bytes)
     loop = asyncio.get_running_loop()
     names = [_safe_name(upload.filename) for upload in params.uploads]
+    manifest, pool = model.manifest, ctx.decode_pool
     jobs = [
-        loop.run_in_executor(ctx.pool, prepare, upload.file, name, params.format, override, model.manifest, limits)
+        loop.run_in_executor(pool, prepare, upload.file, name, params.format, override, manifest, limits)
         for upload, name in zip(params.uploads, names, strict=True)
     ]
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
@@ -215,7 +193,7 @@ async def _prepare_all(
 
 
 async def _infer(
-    request: Request, model: ServedModel, prepared: list[Prepared], ctx: Context
+    request: Request, model: ServedModel, prepared: list[Prepared], ctx: AppContext
 ) -> list[SampleResult] | None:
     """Queue every sample and wait; None when the client went away first (its samples are dropped)."""
     futures = []

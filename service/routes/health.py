@@ -7,10 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from service.dependencies import get_metrics, get_registry
-from service.metrics import Metrics
+from service.dependencies import AppContext, get_context
 from service.problems import Problem
-from service.registry import Registry
 from service.schemas import Health, Readiness, problem_responses
 
 router = APIRouter(tags=["health"])
@@ -27,7 +25,8 @@ async def healthz() -> Health:
     summary="Readiness: 200 once every model is loaded and warmed (and one serves)",
     responses=problem_responses(503),
 )
-async def readyz(registry: Annotated[Registry, Depends(get_registry)]) -> Readiness:
+async def readyz(ctx: Annotated[AppContext, Depends(get_context)]) -> Readiness:
+    registry = ctx.registry
     states = {name: model.state for name, model in sorted(registry.models.items())}
     if not registry.loaded.is_set():
         raise Problem(503, "not-ready", "models are still loading", models=states)
@@ -43,6 +42,6 @@ async def readyz(registry: Annotated[Registry, Depends(get_registry)]) -> Readin
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "text exposition"}},
 )
-async def metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
-    body, content_type = metrics.render()
+async def metrics(ctx: Annotated[AppContext, Depends(get_context)]) -> Response:
+    body, content_type = ctx.metrics.render()
     return Response(body, media_type=content_type)

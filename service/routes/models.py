@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from service.dependencies import get_registry
+from service.dependencies import AppContext, get_context
 from service.problems import Problem
 from service.registry import NAME_PATTERN, Registry, ServedModel
 from service.schemas import ModelDetail, ModelList, ModelSummary, problem_responses
@@ -33,7 +33,8 @@ def find_model(registry: Registry, name: str) -> ServedModel:
     summary="Every model, its state and runtime facts",
     responses=problem_responses(401),
 )
-async def list_models(registry: Annotated[Registry, Depends(get_registry)]) -> ModelList:
+async def list_models(ctx: Annotated[AppContext, Depends(get_context)]) -> ModelList:
+    registry = ctx.registry
     default = registry.default()
     return ModelList(
         default=default.name if default else None,
@@ -47,7 +48,7 @@ async def list_models(registry: Annotated[Registry, Depends(get_registry)]) -> M
     summary="One model's manifest and runtime facts",
     responses=problem_responses(401, 404, 422, 503),
 )
-async def get_model(name: ModelName, registry: Annotated[Registry, Depends(get_registry)]) -> ModelDetail:
-    model = find_model(registry, name)
+async def get_model(name: ModelName, ctx: Annotated[AppContext, Depends(get_context)]) -> ModelDetail:
+    model = find_model(ctx.registry, name)
     manifest = model.manifest.to_dict() if model.manifest is not None else None
     return ModelDetail(**model.summary(), manifest=manifest)
