@@ -17,6 +17,7 @@ map (borders, padding and stride included), so they cost one multiply-add per in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,8 +60,8 @@ def conv_fanout_map(
 
 def _activity(x: torch.Tensor, time_steps: int) -> torch.Tensor:
     """Input activity of a synaptic layer summed over time and channels/features: ``[B, ...]``."""
-    per_sample = x.unflatten(0, (-1, time_steps))
-    return per_sample.sum(dim=(1, 2)).to(torch.int64)
+    rows = x.reshape(-1, time_steps * x.shape[1], math.prod(x.shape[2:]))  # [B, T*C, H*W]: one reduced axis
+    return rows.sum(dim=1).to(torch.int64).reshape(-1, *x.shape[2:])
 
 
 class FrozenConv(nn.Module):
@@ -127,9 +128,8 @@ class FrozenLIF(nn.Module):
                 gaps.append(mem - self.thresh)
             if flip is not None:
                 fired = fired ^ flip[:, t]
-            spike = fired.to(current.dtype)
-            mem = mem * (1.0 - spike)
-            spikes.append(spike)
+            spikes.append(fired.to(current.dtype))
+            mem = torch.where(fired, 0.0, mem)
         return torch.stack(spikes, dim=1).flatten(0, 1), torch.stack(gaps, dim=1) if record else None
 
 
