@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--name needs exactly one checkpoint, got {len(checkpoints)}", file=sys.stderr)
         return 2
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    if not formats or set(formats) - {"onnx", "torchscript"}:
+        print(f"--formats takes onnx and/or torchscript, not {args.formats!r}", file=sys.stderr)
+        return 2
+    if args.opset < 18:
+        print(f"--opset {args.opset}: the torch.export-based ONNX exporter needs opset 18 or later", file=sys.stderr)
+        return 2
 
     from export.repository import ExportOptions, export_one  # torch loads here, after the arguments are valid
 

@@ -82,7 +82,9 @@ def _dataset_frames(card: ModelCard, spec: FramingSpec, samples: int, seed: int)
     if opener is None:
         return f"dataset {card.dataset!r} has no registered opener"
     accepted = inspect.signature(opener).parameters
-    options = {k: v for k, v in {"size": samples, "seed": seed}.items() if k in accepted}
+    # no disk cache: an export job may not write beside the code (a read-only image)
+    wanted = {"size": samples, "seed": seed, "cache_dir": None}
+    options = {k: v for k, v in wanted.items() if k in accepted}
     try:
         dataset = opener(None, "test", spec, **options)
         count = min(samples, len(dataset))
@@ -91,7 +93,7 @@ def _dataset_frames(card: ModelCard, spec: FramingSpec, samples: int, seed: int)
         return f"dataset {card.dataset!r} unavailable ({type(error).__name__}: {error})"
     if count == 0:
         return f"dataset {card.dataset!r} test split is empty"
-    options_text = ", ".join(f"{k}={v}" for k, v in options.items())
+    options_text = ", ".join(f"{k}={v}" for k, v in options.items() if k != "cache_dir")
     return ParityInputs(frames, "dataset", f"{card.dataset} test split ({options_text}), first {count} recordings")
 
 

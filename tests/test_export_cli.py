@@ -115,3 +115,8 @@ def test_bad_arguments_exit_before_loading_anything(capsys, tmp_path):
     a, b = save_lively(tmp_path / "a"), save_lively(tmp_path / "b")
     code, _, err = run_cli(capsys, str(a), str(b), "--out", str(tmp_path / "repo"), "--name", "x")
     assert code == 2 and "--name needs exactly one checkpoint" in err
+    code, _, err = run_cli(capsys, str(a), "--out", str(tmp_path / "repo"), "--opset", "17")
+    assert code == 2 and "opset 18 or later" in err
+    code, _, err = run_cli(capsys, str(a), "--out", str(tmp_path / "repo"), "--formats", "tflite")
+    assert code == 2 and "--formats takes onnx and/or torchscript" in err
+    assert not (tmp_path / "repo").exists()
