@@ -224,9 +224,10 @@ def verify_files(version_dir: Path, manifest: Manifest, artifact: str) -> None:
 
 
 def warm_up(backend: Backend, manifest: Manifest, max_batch_size: int) -> None:
-    """Run batches of 1 and ``max_batch_size`` zeros; the outputs must have the manifest's shapes."""
+    """Run batches of 1 and ``max_batch_size`` zeros, twice each (TorchScript optimises on its
+    first runs, CUDA picks kernels per shape); the outputs must have the manifest's shapes."""
     inp = manifest.input
-    for batch in sorted({1, max_batch_size}):
+    for batch in sorted({1, max_batch_size}) * 2:
         frames = np.zeros((batch, manifest.time_steps, inp.channels, inp.height, inp.width), dtype=np.float32)
         out = backend.run(frames)
         expected = {

@@ -30,6 +30,8 @@ class OnnxBackend:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != CUDA:
+            raise RuntimeError("device 'cuda' requested but the CUDA execution provider failed to load")
         self.device = "cuda" if self.provider == CUDA else "cpu"
         self.output_names = ["scores", "spikes", "sops"]
 
