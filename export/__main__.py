@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="model name (one checkpoint only; default: the file name)")
     parser.add_argument("--version", type=int, default=1, help="version folder (default 1)")
     parser.add_argument(
-        "--formats", default="onnx,torchscript", help="comma-separated: onnx, torchscript (default both)"
+        "--formats",
+        default="onnx,torchscript",
+        help="comma-separated onnx, torchscript, nir (default onnx,torchscript)",
     )
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18; default 18)")
     parser.add_argument("--parity-samples", type=int, default=32, help="recordings in the parity check (default 32)")
@@ -57,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--name needs exactly one checkpoint, got {len(checkpoints)}", file=sys.stderr)
         return 2
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    if not formats or set(formats) - {"onnx", "torchscript"}:
-        print(f"--formats takes onnx and/or torchscript, not {args.formats!r}", file=sys.stderr)
+    if not formats or set(formats) - {"onnx", "torchscript", "nir"}:
+        print(f"--formats takes onnx, torchscript and/or nir, not {args.formats!r}", file=sys.stderr)
         return 2
     if args.opset < 18:
         print(f"--opset {args.opset}: the torch.export-based ONNX exporter needs opset 18 or later", file=sys.stderr)

@@ -28,7 +28,7 @@ from export.triton_config import DEFAULT_MAX_BATCH_SIZE, config_pbtxt
 from models.architectures import SpikingNet
 from models.checkpoint import CARD_SUFFIX, ModelCard, load_checkpoint
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "nir": "model.nir"}
 CONFIG_NAME = "config.pbtxt"
 DEFAULT_PARITY_SAMPLES = 32
 
@@ -136,7 +136,7 @@ def _up_to_date(version_dir: Path, source_sha: str, card_sha: str, formats: tupl
 def _write_artifacts(
     frozen: FrozenSNN, directory: Path, formats: tuple[str, ...], example: torch.Tensor, opset: int
 ) -> dict:
-    """Write each format and return the backends parity runs: folded module first, then each artifact."""
+    """Write each format; returns what parity runs: the folded module, then TorchScript and ONNX Runtime."""
     backends = {"folded": frozen}
     if "torchscript" in formats:
         path = write_torchscript(frozen, directory / FORMATS["torchscript"], example)
@@ -145,6 +145,10 @@ def _write_artifacts(
         path = write_onnx(frozen, directory / FORMATS["onnx"], example, opset)
         session = onnx_session(path)
         backends["onnxruntime"] = lambda frames: run_onnx(session, frames.numpy())
+    if "nir" in formats:
+        from export.nir_artifact import write_nir  # the nir package is optional (requirements/dev.txt)
+
+        write_nir(frozen, directory / FORMATS["nir"], tuple(example.shape[2:]))
     return backends
 
 

@@ -118,5 +118,5 @@ def test_bad_arguments_exit_before_loading_anything(capsys, tmp_path):
     code, _, err = run_cli(capsys, str(a), "--out", str(tmp_path / "repo"), "--opset", "17")
     assert code == 2 and "opset 18 or later" in err
     code, _, err = run_cli(capsys, str(a), "--out", str(tmp_path / "repo"), "--formats", "tflite")
-    assert code == 2 and "--formats takes onnx and/or torchscript" in err
+    assert code == 2 and "--formats takes onnx, torchscript and/or nir" in err
     assert not (tmp_path / "repo").exists()
