@@ -106,7 +106,8 @@ def _decode_block(events: np.ndarray, high, offset_of, sensor, sink: EventSink) 
     if not valid.all():
         word, t, x, y = word[valid], t[valid], x[valid], y[valid]
         high = high[valid] if isinstance(high, np.ndarray) else high
-    sink.append(high | t.astype(np.int64), x, y, (word >> 1) & 1, offset_of(0))
+    full_t = t if isinstance(high, int) and high == 0 else high | t.astype(np.int64)
+    sink.append(full_t, x, y, (word >> 1) & 1, offset_of(0))
 
 
 def _stream_packet(stream, offset, number, overflow, sensor, sink: EventSink) -> None:

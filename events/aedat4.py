@@ -16,10 +16,11 @@ Policies:
 - ``on`` != 0 is ON; coordinates must lie inside the stream's ``sizeX`` x ``sizeY`` (its
   sensor size); a stream without sizes gets the smallest size holding its events
   (``sensor_from_header=False``); a file without any event stream is an error;
-- decompression is bounded: a frame that declares its content size is checked before it is
-  inflated, and every frame is inflated in 1 MiB steps that stop as soon as the output passes
-  ``DecodeLimits.max_compression_ratio`` x its compressed size (at least 64 KiB) or the
-  remaining ``max_decompressed_bytes`` budget;
+- decompression is bounded by a cap: ``DecodeLimits.max_compression_ratio`` x the compressed
+  size (at least 64 KiB), and never more than what is left of ``max_decompressed_bytes``. A
+  frame that declares its content size is checked against the cap before it is inflated (a ZSTD
+  frame within it is then inflated in one call); any other frame is inflated in 1 MiB steps that
+  stop as soon as the output passes the cap;
 - the infoNode XML may not contain a DOCTYPE or entity declarations (entity expansion bombs).
 
 The flatbuffers are read by ``events.flatbuffer_reader`` (bounds-checked; see why there) and
