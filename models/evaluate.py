@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from events import FramingSpec
 from models.checkpoint import load_checkpoint
+from models.datasets.synthetic import CACHE_DIR, CameraParams
 from models.train import evaluate, open_split, use_cores
 
 
@@ -33,7 +34,12 @@ class Evaluation:
 
 
 def run(
-    checkpoint: Path, size: int = 1000, seed: int | None = None, data_root: Path | None = None, batch_size: int = 128
+    checkpoint: Path,
+    size: int = 1000,
+    seed: int | None = None,
+    data_root: Path | None = None,
+    batch_size: int = 128,
+    cache_dir: Path | None = CACHE_DIR,
 ) -> Evaluation:
     """Evaluate ``checkpoint`` on the test split of the dataset named in its card."""
     use_cores()
@@ -41,7 +47,11 @@ def run(
     spec = FramingSpec(card.arch.time_steps, card.arch.width, card.arch.height, card.split_by)
     if seed is None:
         seed = int(card.training.get("seed", 0)) + 1
-    test_set = open_split(card.dataset, data_root, "test", spec, size=size, seed=seed)
+    camera = card.training.get("synthetic_camera", {})
+    params = CameraParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in camera.items()})
+    test_set = open_split(
+        card.dataset, data_root, "test", spec, size=size, seed=seed, params=params, cache_dir=cache_dir
+    )
     loader = DataLoader(test_set, batch_size=batch_size)
     accuracy, rates, predictions = evaluate(model, loader, len(card.classes))
     labels = torch.tensor([s.label for s in test_set.samples])

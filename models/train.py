@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from events import FramingSpec
 from models.architectures import LEARNING_MODES, PRESETS, ArchConfig, SpikingNet, apply_learning_mode, preset
 from models.checkpoint import ModelCard, save_checkpoint
 from models.datasets import DATASETS, EventDataset
+from models.datasets.synthetic import CACHE_DIR, CameraParams
 
 
 @dataclass
@@ -39,9 +40,10 @@ class EpochStats:
     samples_per_s: float = 0.0
 
 
-def use_cores() -> None:
-    """One intra-op thread per core (at most 2 on the shared dev box's budget is what we have)."""
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+def use_cores(threads: int = 1) -> None:
+    """Set PyTorch's intra-op threads. One is the default: these small per-step ops gain nothing from
+    more, and on a busy 2-core machine two threads ran 8x slower than one (spin-waiting on each other)."""
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-size", type=int, default=2000, help="synthetic: training recordings")
     p.add_argument("--test-size", type=int, default=500, help="synthetic: test recordings")
+    p.add_argument("--duration-s", type=float, nargs=2, metavar=("MIN", "MAX"), help="synthetic: recording lengths")
+    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="synthetic: where framed splits are cached")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch intra-op threads")
     p.add_argument("--out", type=Path, default=Path("runs/model.safetensors"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -134,13 +139,14 @@ def train_epoch(model, loader, optimizer, classes: int, bar) -> tuple[float, flo
 def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
     """Run the CLI with ``argv``; returns the checkpoint path and the per-epoch stats."""
     args = parse_args(argv)
-    use_cores()
+    use_cores(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     arch = preset(args.arch)
     width, height = args.input_size or (arch.width, arch.height)
     spec = FramingSpec(args.time_steps or arch.time_steps, width, height, args.split_by)
-    options = {"size": args.train_size, "seed": args.seed}
+    camera = CameraParams(duration_s=tuple(args.duration_s)) if args.duration_s else CameraParams()
+    options = {"size": args.train_size, "seed": args.seed, "cache_dir": args.cache_dir, "params": camera}
     train_set = open_split(args.dataset, args.data_root, "train", spec, **options)
     test_set = open_split(args.dataset, args.data_root, "test", spec, **{**options, "size": args.test_size})
     classes = len(train_set.classes)
@@ -208,6 +214,7 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
             "wall_time_s": round(wall, 1),
             "samples_per_s": round(last.samples_per_s, 1),
             "threads": torch.get_num_threads(),
+            **({"synthetic_camera": asdict(camera)} if args.dataset == "synthetic" else {}),
         },
     )
     path = save_checkpoint(args.out, model, card)

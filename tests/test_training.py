@@ -1,0 +1,55 @@
+"""``python -m models.train`` end to end at a tiny size, and ``models.evaluate`` on what it wrote."""
+
+import json
+
+import pytest
+
+from models.checkpoint import load_checkpoint
+from models.evaluate import run as evaluate_checkpoint
+from models.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    argv = [
+        "--arch", "demo", "--input-size", "16", "16", "-T", "4", "--channels", "8", "16",
+        "--train-size", "200", "--test-size", "60", "--duration-s", "0.15", "0.3",
+        "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--seed", "0",
+        "--cache-dir", str(folder / "cache"), "--out", str(folder / "tiny.safetensors"), "--quiet",
+    ]  # fmt: skip
+    path, history = train(argv)
+    return path, history
+
+
+def test_a_short_run_learns_far_above_chance(trained):
+    _, history = trained
+    assert len(history) == 4
+    assert history[-1].loss < history[0].loss
+    assert history[-1].test_accuracy >= 0.4, "chance is 0.1"
+    assert set(history[-1].spike_rates) == {"lif1", "lif2", "lif3", "lif4"}
+    assert all(0 < rate < 1 for rate in history[-1].spike_rates.values())
+
+
+def test_the_checkpoint_loads_with_a_complete_card(trained):
+    path, history = trained
+    assert path.suffix == ".safetensors" and path.with_suffix(".json").exists()
+    model, card = load_checkpoint(path)
+    assert card.arch.width == card.arch.height == 16 and card.arch.time_steps == 4
+    assert card.arch.classes == 10 and len(card.classes) == 10 and card.classes[0] == "swipe_left"
+    assert card.sensor_size == (128, 128) and card.split_by == "number"
+    assert card.learning_mode == "stl" and card.dataset == "synthetic"
+    assert card.metrics["test_accuracy"] == round(history[-1].test_accuracy, 4)
+    assert card.training["epochs"] == 4 and card.training["seed"] == 0
+    assert card.training["command"].startswith("python -m models.train --arch demo")
+    assert card.training["wall_time_s"] > 0
+    assert json.loads(path.with_suffix(".json").read_text())["arch"]["channels"] == [8, 16]
+    assert not model.training
+
+
+def test_evaluate_reproduces_the_reported_accuracy_on_the_same_split(trained, tmp_path):
+    path, history = trained
+    result = evaluate_checkpoint(path, size=60, seed=0, cache_dir=path.parent / "cache")
+    assert result.recordings == 60
+    assert result.accuracy == pytest.approx(history[-1].test_accuracy)
+    assert set(result.per_class) == set(load_checkpoint(path)[1].classes)
