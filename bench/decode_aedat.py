@@ -1,0 +1,207 @@
+"""AEDAT decode throughput and memory: our decoders against the independent ones, same files.
+
+Files (generated under /tmp, a few million random events each): AEDAT 2.0 DVS128 (CIFAR10-DVS
+style), AEDAT 3.1 DVS128 (DVS128 Gesture style, 4096-event packets) and AEDAT 4 with every
+compression (10 000-event packets, as dv-processing writes them). Independent decoders:
+dv-processing, aedat (also what tonic's ``read_aedat4`` calls) and faery for AEDAT 4; tonic for
+AEDAT 2.0 / 3.1 (its header + record readers and the bit extraction of ``read_dvs_128`` /
+``read_dvs_ibm``; ``read_dvs_128`` itself fails in tonic 1.7.0 on a 3-value unpack).
+
+Timing: every decoder runs once to warm up, then ``--repeats`` times round-robin; medians reported.
+Memory: each decoder runs once more in a fresh subprocess; the peak RSS growth over the
+baseline after importing every decoder library, divided by the event count, is its peak memory per decoded event (our
+output array alone is 13 bytes per event). Run: ``.venv/bin/python -m bench.decode_aedat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import events
+from bench.report import table, write_section
+from events.aedat2 import write_aedat2
+from events.aedat3 import write_aedat3
+from events.aedat4 import COMPRESSIONS, write_aedat4
+
+WORKDIR = Path("/tmp/bench_decode_aedat")
+
+
+def generate(n: int, width: int, height: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = 1_000 + np.cumsum(rng.integers(0, 5, n))
+    return events.make_events(t, rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n))
+
+
+def write_files(n: int) -> dict[str, Path]:
+    WORKDIR.mkdir(exist_ok=True)
+    files = {}
+    dvs = generate(n, 128, 128, 0)
+    files["AEDAT 2.0"] = WORKDIR / "dvs128.aedat"
+    write_aedat2(files["AEDAT 2.0"], dvs, (128, 128), chip="DVS128")
+    files["AEDAT 3.1"] = WORKDIR / "gesture.aedat"
+    write_aedat3(files["AEDAT 3.1"], dvs, (128, 128), packet_events=4096)
+    davis = generate(n, 346, 260, 1)
+    for compression in COMPRESSIONS:
+        files[f"AEDAT 4 {compression}"] = WORKDIR / f"davis_{compression}.aedat4"
+        write_aedat4(files[f"AEDAT 4 {compression}"], davis, (346, 260), compression)
+    return files
+
+
+def ours(path: str) -> np.ndarray:
+    return events.load(path).events
+
+
+def tonic_aedat2(path: str) -> np.ndarray:
+    from tonic.io import get_aer_events_from_file, make_structured_array, read_aedat_header_from_file
+
+    version, start, _ = read_aedat_header_from_file(path)
+    raw = get_aer_events_from_file(path, version, start)
+    a = raw["address"]
+    return make_structured_array((a >> 8) & 0x7F, (a >> 1) & 0x7F, raw["timeStamp"], a & 1)
+
+
+def tonic_aedat3(path: str) -> np.ndarray:
+    from tonic.io import get_aer_events_from_file, make_structured_array, read_aedat_header_from_file
+
+    version, start, _ = read_aedat_header_from_file(path)
+    raw = get_aer_events_from_file(path, version, start)
+    a = raw["address"]
+    return make_structured_array((a >> 17) & 0x1FFF, (a >> 2) & 0x1FFF, raw["timeStamp"], (a >> 1) & 1)
+
+
+def dv_processing(path: str) -> np.ndarray:
+    import dv_processing as dv
+
+    recording = dv.io.MonoCameraRecording(path)
+    parts = []
+    while (batch := recording.getNextEventBatch()) is not None:
+        parts.append(batch.numpy())
+    return np.concatenate(parts)
+
+
+def aedat_rs(path: str) -> np.ndarray:
+    import aedat
+
+    return np.concatenate([p["events"] for p in aedat.Decoder(path) if "events" in p])
+
+
+def faery_rs(path: str) -> np.ndarray:
+    import faery
+
+    return np.concatenate(list(faery.events_stream_from_file(path)))
+
+
+def decoders_for(name: str) -> dict:
+    if name == "AEDAT 2.0":
+        return {"ours": ours, "tonic": tonic_aedat2}
+    if name == "AEDAT 3.1":
+        return {"ours": ours, "tonic": tonic_aedat3}
+    return {"ours": ours, "dv-processing": dv_processing, "aedat": aedat_rs, "faery": faery_rs}
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def probe_memory(decoder: str, fmt: str, path: str) -> None:
+    """Subprocess entry: import every decoder library, reset the peak RSS, decode once, report the growth."""
+    import gc
+    import importlib
+
+    for module in ("aedat", "dv_processing", "faery", "tonic.io"):
+        importlib.import_module(module)
+    function = decoders_for(fmt)[decoder]
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM (peak RSS) to the current RSS
+    baseline = _status_kib("VmRSS")
+    out = function(path)
+    print(json.dumps({"events": len(out), "peak_kib": _status_kib("VmHWM") - baseline}))
+
+
+def peak_bytes_per_event(decoder: str, fmt: str, path: Path) -> float:
+    """Peak RSS growth per event of one decode, in a fresh process whose earlier peak is dropped."""
+    code = f"from bench.decode_aedat import probe_memory; probe_memory({decoder!r}, {fmt!r}, {str(path)!r})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    return data["peak_kib"] * 1024 / data["events"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3_000_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    files = write_files(args.events)
+    load_before = os.getloadavg()[0]
+    rows, aedat4_ratios, tonic_ratios = [], [], []
+    for fmt, path in files.items():
+        candidates = decoders_for(fmt)
+        reference = ours(str(path))
+        times: dict[str, list[float]] = {name: [] for name in candidates}
+        for function in candidates.values():
+            function(str(path))  # warm-up: imports, file cache
+        for _ in range(args.repeats):
+            for name, function in candidates.items():
+                start = time.perf_counter()
+                out = function(str(path))
+                times[name].append(time.perf_counter() - start)
+                assert len(out) == len(reference), (fmt, name, len(out))
+        medians = {name: statistics.median(ts) for name, ts in times.items()}
+        others = {k: v for k, v in medians.items() if k != "ours"}
+        fastest = min(others, key=others.get)
+        (tonic_ratios if fastest == "tonic" else aedat4_ratios).append(others[fastest] / medians["ours"])
+        memory = {name: peak_bytes_per_event(name, fmt, path) for name in candidates}
+        size_mb = path.stat().st_size / 1e6
+        ranked = sorted(others.items(), key=lambda kv: kv[1])
+        cells = ", ".join(f"{k} {len(reference) / v / 1e6:.1f}" for k, v in ranked)
+        rows.append(
+            [
+                fmt,
+                f"{size_mb:.1f}",
+                f"{len(reference) / medians['ours'] / 1e6:.1f}",
+                cells,
+                f"{others[fastest] / medians['ours']:.2f}x {fastest}",
+                f"{memory['ours']:.1f}",
+                ", ".join(f"{k} {v:.1f}" for k, v in memory.items() if k != "ours"),
+            ]
+        )
+        print(" | ".join(rows[-1]), flush=True)
+    body = (
+        f"`.venv/bin/python -m bench.decode_aedat --events {args.events} --repeats {args.repeats}`: "
+        f"{args.events:,} random events per file, median of {args.repeats} round-robin runs, same files for "
+        "every decoder. Speed in million events/s (higher is better); ratio = fastest other decoder's median "
+        "time / ours (>1: ours faster). Memory: peak RSS growth of one decode in a fresh process, bytes per "
+        "event (our output array alone is 13 B/event).\n\n"
+        + table(
+            ["file", "MB", "ours Mev/s", "others Mev/s", "ours vs fastest other", "ours B/ev", "others B/ev"],
+            rows,
+        )
+        + "\n\nTargets (issue 3): AEDAT 4 at least as fast as the fastest native decoder: "
+        + ("met" if all(r >= 1 for r in aedat4_ratios) else "not met")
+        + f" (ratios {', '.join(f'{r:.2f}' for r in aedat4_ratios)}); AEDAT 2.0/3.1 at least 10x tonic: "
+        + ("met" if all(r >= 10 for r in tonic_ratios) else "not met")
+        + f" ({', '.join(f'{r:.2f}x' for r in tonic_ratios)}). tonic's AEDAT 2.0/3.1 readers are already "
+        "vectorised NumPy (`np.fromfile` plus a few array operations per field), so both sides pay the same "
+        "memory passes into the 13-byte packed output; what is left to win is the per-packet Python loop and "
+        "temporaries, not an order of magnitude. "
+        f"Load average during the run: {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at the end "
+        f"({os.cpu_count()} cores shared with other jobs), so absolute rates are noisy; the ratios compare "
+        "decoders that ran interleaved."
+    )
+    write_section("decode-aedat", "AEDAT decoding (AEDAT 2.0 / 3.1 / 4)", body)
+
+
+if __name__ == "__main__":
+    main()
