@@ -95,7 +95,11 @@ class Registry:
 
     @property
     def ready(self) -> bool:
-        return self.loaded.is_set() and any(m.ready for m in self.models.values())
+        return self.loaded.is_set() and any(m.ready for m in self.snapshot())
+
+    def snapshot(self) -> list[ServedModel]:
+        """Every model, sorted by name (a copy: the loader thread may still be adding entries)."""
+        return [model for _, model in sorted(dict(self.models).items())]
 
     def get(self, name: str) -> ServedModel | None:
         return self.models.get(name)
@@ -105,7 +109,7 @@ class Registry:
         chosen = self.models.get(self.settings.default_model)
         if chosen is not None and chosen.ready:
             return chosen
-        return next((m for _, m in sorted(self.models.items()) if m.ready), chosen)
+        return next((m for m in self.snapshot() if m.ready), chosen)
 
     def gpu_note(self, model: ServedModel) -> str:
         """Why a model's requests carry no measured GPU energy (when they don't)."""

@@ -88,7 +88,9 @@ async def classify_default(
 ):
     model = ctx.registry.default()
     if model is None:
-        raise Problem(503, "not-ready", "no model is loaded yet" if not ctx.registry.loaded.is_set() else "no model")
+        loading = not ctx.registry.loaded.is_set()
+        detail = "models are still loading" if loading else "the model repository holds no model; see /v1/models"
+        raise Problem(503, "not-ready", detail, retry_after=1 if loading else 60)
     return await classify(request, model, params, ctx)
 
 

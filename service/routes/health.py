@@ -27,7 +27,7 @@ async def healthz() -> Health:
 )
 async def readyz(ctx: Annotated[AppContext, Depends(get_context)]) -> Readiness:
     registry = ctx.registry
-    states = {name: model.state for name, model in sorted(registry.models.items())}
+    states = {model.name: model.state for model in registry.snapshot()}
     if not registry.loaded.is_set():
         raise Problem(503, "not-ready", "models are still loading", models=states)
     if not registry.ready:

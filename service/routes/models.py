@@ -38,7 +38,7 @@ async def list_models(ctx: Annotated[AppContext, Depends(get_context)]) -> Model
     default = registry.default()
     return ModelList(
         default=default.name if default else None,
-        models=[ModelSummary(**m.summary()) for _, m in sorted(registry.models.items())],
+        models=[ModelSummary(**m.summary()) for m in registry.snapshot()],
     )
 
 
