@@ -13,7 +13,9 @@ artifact sizes (key ``export``). ``--device cuda`` runs eager/folded/TorchScript
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import time
 from functools import partial
@@ -93,17 +95,17 @@ class OfficialStyleNet(nn.Module):
         return x
 
 
-def ort_session(path: Path, threads: int):
+def ort_session(path: Path, threads: int, level: str = "ORT_ENABLE_ALL"):
+    """A CPU session: ``level`` is an ORT graph optimisation level, sequential execution, no inter-op pool."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), options, providers=providers)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def checkpoint_for(name: str, folder: Path) -> tuple[Path, str]:
@@ -160,7 +162,9 @@ def measure(variants: dict, rounds: int, device: str) -> dict[str, float]:
 def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device: str, threads: int):
     checkpoint, what = checkpoint_for(name, folder)
     started = time.perf_counter()
-    manifest = export_checkpoint(checkpoint, folder / "repo", name=name, parity_samples=8, force=True)
+    manifest = export_checkpoint(
+        checkpoint, folder / "repo", name=name, formats=tuple(FORMATS), parity_samples=8, force=True
+    )
     export_seconds = time.perf_counter() - started
     version = folder / "repo" / name / "1"
     sizes = {f: (version / FORMATS[f]).stat().st_size for f in FORMATS}
@@ -169,6 +173,8 @@ def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device
     frozen = freeze(model).to(device)
     scripted = load_torchscript(version / "model.pt", device)
     session = ort_session(version / "model.onnx", threads)
+    extended = ort_session(version / "model.onnx", threads, "ORT_ENABLE_EXTENDED")
+    more_threads = ort_session(version / "model.onnx", threads + 1)
     rows = []
     for batch in batches:
         frames = frames_for(model, batch)
@@ -189,7 +195,10 @@ def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device
             "TorchScript": timed_torch(scripted, on_device),
             "ONNX Runtime CPU": partial(run_onnx, session, array),
         }
-        seconds = measure(variants, rounds if batch == 1 else max(3, rounds // 3), device)
+        if batch == 1:  # the ORT options worth trying, side by side with the default choice above
+            variants["ORT, EXTENDED optimisation"] = partial(run_onnx, extended, array)
+            variants[f"ORT, {threads + 1} intra-op threads"] = partial(run_onnx, more_threads, array)
+        seconds = measure(variants, rounds if batch == 1 else max(3, rounds // 6), device)
         base = seconds["official-style eager"]
         for variant, s in seconds.items():
             rows.append([name, batch, variant, f"{s * 1e3:.2f}", f"{batch / s:,.0f}", f"{base / s:.2f}x"])
@@ -202,6 +211,7 @@ def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device
         f"{export_seconds:.1f}",
         f"{sizes['onnx'] / 1e6:.2f}",
         f"{sizes['torchscript'] / 1e6:.2f}",
+        f"{sizes['nir'] / 1e6:.2f}",
         f"{max(b['scores_max_abs_diff'] for b in parity['backends'].values()):.1e}",
         parity["ties"],
         f"{parity['inputs']['samples']} {parity['inputs']['kind']}",
@@ -214,13 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--models", default="demo,dvsgesture")
     parser.add_argument("--batches", default="1,32")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=31, help="timed rounds at batch 1 (a sixth at larger batches)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of torch and ORT alike (default 1)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     rows, export_rows = [], []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             model_rows, export_row = bench_model(name, Path(tmp), batches, args.rounds, args.device, args.threads)
@@ -235,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             "export s",
             "model.onnx MB",
             "model.pt MB",
+            "model.nir MB",
             "parity scores diff",
             "ties",
             "parity set",
@@ -244,16 +256,21 @@ def main(argv: list[str] | None = None) -> None:
     print(inference, export, sep="\n\n")
     if args.no_write:
         return
+    command = " ".join([".venv/bin/python -m bench.inference", *(sys.argv[1:] if argv is None else argv)])
     gpu_note = (
         f"Device for eager/folded/TorchScript: `{args.device}`; ONNX Runtime on the CPU execution provider "
-        f"({args.threads} intra-op threads, graph optimisation ORT_ENABLE_ALL, sequential execution)."
+        f"(graph optimisation ORT_ENABLE_ALL, sequential execution); torch and ORT intra-op threads: {args.threads}."
+    )
+    gpu_note += (
+        f" Load average (1 min) {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run, on a machine "
+        "shared with other jobs: single runs are noisy, compare ratios within one model and batch."
     )
     if args.device == "cpu":
         gpu_note += " No GPU was lent to this task: `--device cuda` is there for a GPU run later."
     write_section(
         "inference",
         "Inference: official-style eager vs folded vs TorchScript vs ONNX Runtime",
-        f"`.venv/bin/python -m bench.inference {' '.join(argv or [])}`. {gpu_note} Same weights and "
+        f"`{command}`. {gpu_note} Same weights and "
         "Poisson event frames (mean 0.3 per pixel, polarity and bin) for all variants, outputs checked equal "
         "before timing; variants interleaved round by round, medians. The official-style baseline loops over "
         "time steps in BN, LIF and dropout as the official `func.py` does.\n\n" + inference,
@@ -261,8 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     write_section(
         "export",
         "Export: time and artifact sizes",
-        "`export_checkpoint(..., parity_samples=8, force=True)` as run by `bench.inference`: time includes "
-        "freezing, ONNX and TorchScript export, checks and the parity run.\n\n" + export,
+        "`export_checkpoint(..., formats=(onnx, torchscript, nir), parity_samples=8, force=True)` as run by "
+        "`bench.inference`: time includes freezing, the three artifacts, graph checks and the parity run.\n\n" + export,
     )
 
 
