@@ -159,6 +159,37 @@ def test_torchscript_backend_matches_onnx(repo, tmp_path_factory):
     assert np.isclose(top["score"], scores[0].max(), atol=1e-5)
 
 
+def test_a_repository_where_nothing_loads_is_never_ready(repo, tmp_path_factory):
+    broken = tmp_path_factory.mktemp("broken-repo")
+    shutil.copytree(repo / "demo", broken / "demo")
+    (broken / "demo" / "1" / "model.onnx").write_bytes(b"not an onnx graph")
+    srv = Server(broken, tmp_path_factory.mktemp("broken") / "server.log")
+    try:
+        models = loaded_models(srv)
+        assert models[0]["state"] == "failed" and models[0]["error"].startswith("model.onnx sha256 mismatch")
+        ready = httpx.get(srv.url + "/readyz")
+        assert ready.status_code == 503 and int(ready.headers["retry-after"]) > 0
+        assert ready.json()["models"] == {"demo": "failed"}
+        refused = post_sample(srv.url, headers={})
+        assert refused.status_code == 503 and "sha256 mismatch" in refused.json()["detail"]
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+    finally:
+        assert srv.stop() == 0
+
+
+def loaded_models(server: Server) -> list[dict]:
+    """``/v1/models`` once the server answers and no model is still loading."""
+    for _ in range(300):
+        try:
+            models = httpx.get(server.url + "/v1/models", timeout=5).json()["models"]
+            if models and all(m["state"] != "loading" for m in models):
+                return models
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("models never finished loading")
+
+
 def test_missing_repository_without_torch_exits_with_a_clear_message(tmp_path):
     env = {"STLSNN_MODEL_REPOSITORY": str(tmp_path / "absent"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True, text=True)
