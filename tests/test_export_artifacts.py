@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 from export_helpers import random_frames, save_lively, synthetic_frames
@@ -98,12 +99,32 @@ def test_onnx_and_torchscript_equal_the_pytorch_reference_on_random_frames(expor
     assert_backends_match(model_dir, model, frames)
 
 
-def test_onnx_and_torchscript_equal_the_pytorch_reference_on_real_recordings(exported):
-    model_dir, _, model = exported
-    frames = synthetic_frames(7, model)
+@pytest.fixture(scope="module")
+def recordings(exported):
+    frames = synthetic_frames(33, exported[2])
     if frames is None:
         pytest.skip("synthetic dataset not available yet")
-    assert_backends_match(model_dir, model, frames)
+    return frames
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 33])
+def test_onnx_and_torchscript_equal_the_pytorch_reference_on_real_recordings(exported, recordings, batch):
+    model_dir, _, model = exported
+    assert_backends_match(model_dir, model, recordings[-batch:])
+
+
+def test_thresholds_and_folded_weights_are_constants_of_the_onnx_graph(exported):
+    model_dir, _, model = exported
+    graph = onnx.load(model_dir / "3" / "model.onnx").graph
+    constants = [onnx.numpy_helper.to_array(t) for t in graph.initializer]
+    for lif in ("lif1", "lif2", "lif3", "lif4"):
+        thresh = getattr(model, lif).thresh.detach().numpy()
+        assert any(c.shape == thresh.shape and np.array_equal(c, thresh) for c in constants), lif
+    folded = freeze(model).layers["conv1"].weight.numpy()
+    assert any(c.shape == folded.shape and np.array_equal(c, folded) for c in constants)
+    assert not any(
+        c.shape == model.conv1.weight.shape and np.array_equal(c, model.conv1.weight.detach()) for c in constants
+    )
 
 
 def assert_backends_match(model_dir, model, frames):
