@@ -28,7 +28,13 @@ class OnnxBackend:
         options.log_severity_level = 3
         # idle intra-op threads sleep instead of spinning: the cores are shared with decoding and HTTP
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception:
+            if device != "auto" or providers == [CPU]:
+                raise
+            # onnxruntime-gpu on a machine without a usable GPU: "auto" means CPU then
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=[CPU])
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != CUDA:
             raise RuntimeError("device 'cuda' requested but the CUDA execution provider failed to load")
