@@ -1,14 +1,18 @@
-"""The dynamic batcher on its own: gathering, dropping abandoned work, bounding the queue, draining."""
+"""The dynamic batcher on its own: gathering, dropping abandoned work, bounding the queue, draining,
+sharing a batch's measured GPU energy; and the NVML meter behind that measurement."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import types
 
 import numpy as np
 import pytest
 
 from service.backends import Outputs
 from service.batcher import DynamicBatcher, Overloaded
+from service.gpu_energy import GpuEnergyMeter
 
 
 class Recorder:
@@ -119,3 +123,26 @@ def test_a_failing_model_fails_its_batch_and_the_worker_keeps_serving():
     model.fail = False
     assert float(batcher.submit(sample(7)).result(10).scores[0]) == 7
     batcher.close(10)
+
+
+def test_measured_energy_of_a_batch_is_shared_equally_by_its_samples():
+    readings = iter([10.0, 16.0])  # joules before and after the one forward pass
+    batcher = DynamicBatcher("m", Recorder(), max_batch_size=8, max_delay_s=5, energy_meter=lambda: next(readings))
+    batcher.expect(3)
+    futures = [batcher.submit(sample(i)) for i in range(3)]
+    assert [f.result(10).gpu_joules for f in futures] == [2.0, 2.0, 2.0]
+    batcher.close(10)
+
+
+def test_nvml_meter_reads_the_board_energy_counter_in_joules(monkeypatch):
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda index: f"gpu{index}",
+        nvmlDeviceGetTotalEnergyConsumption=lambda handle: 123_456,  # millijoules
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    meter = GpuEnergyMeter()
+    assert meter.available and meter.read_joules() == 123.456
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    missing = GpuEnergyMeter()
+    assert not missing.available and missing.read_joules() is None and "not installed" in missing.reason
