@@ -22,8 +22,10 @@ def find_checkpoints(sources: list[str]) -> list[Path]:
         path = Path(source)
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-        else:
+        elif path.exists():
             found.append(path)
+        else:
+            raise FileNotFoundError(f"no such checkpoint or folder: {source}")
     return found
 
 
@@ -51,7 +53,11 @@ def _size(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    checkpoints = find_checkpoints(args.sources)
+    try:
+        checkpoints = find_checkpoints(args.sources)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
     if not checkpoints:
         print("no checkpoints found in " + ", ".join(args.sources), file=sys.stderr)
         return 2

@@ -37,6 +37,8 @@ from models.architectures import (
     VoteSpec,
 )
 
+EXACT_FLOAT_INTEGERS = 2**24  # float32 holds every integer below this exactly
+
 
 def conv_fanout_map(
     in_height: int, in_width: int, out_channels: int, kernel: int, stride: int, padding: int
@@ -234,4 +236,7 @@ def freeze(model: SpikingNet) -> FrozenSNN:
                 layers[spec.name] = FrozenLinear(getattr(model, spec.name).weight.detach().clone())
             case BatchNormSpec() | DropoutSpec() | VoteSpec():
                 pass
+    widest = max(math.prod(s.shape) for s in specs if isinstance(s, LIFSpec))
+    if widest >= EXACT_FLOAT_INTEGERS:
+        raise ValueError(f"a LIF layer of {widest} neurons: per-step spike counts would not be exact in float32")
     return FrozenSNN(layers, config.time_steps, config.classes, config.population).eval()

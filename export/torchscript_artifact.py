@@ -7,6 +7,7 @@ weights as graph constants. The graph is checked to hold no Python op (autograd.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ class TorchScriptGraphError(RuntimeError):
 
 
 def write_torchscript(frozen: FrozenSNN, path: Path, example: torch.Tensor) -> Path:
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, yet what Triton/C++ load
         traced = torch.jit.trace(frozen.eval(), (example,), check_trace=False)
         scripted = torch.jit.freeze(traced)
     check_graph(scripted)
@@ -35,4 +37,6 @@ def check_graph(module: torch.jit.ScriptModule) -> None:
 
 
 def load_torchscript(path: Path, device: str = "cpu") -> torch.jit.ScriptModule:
-    return torch.jit.load(str(path), map_location=device).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()

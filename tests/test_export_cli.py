@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +110,17 @@ def test_official_mnist_state_dict_exports_for_rate_coded_input(batch_run):
     with torch.no_grad():
         np.testing.assert_allclose(scores, official.eval()(spikes_in).numpy(), rtol=0, atol=1e-6)
     assert spikes.shape == (2, 4) and sops.shape == (2, 4) and sops[:, 0].min() > 0
+
+
+def test_python_dash_m_export_runs_the_cli(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "export", str(tmp_path / "missing"), "--out", str(tmp_path / "repo")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    assert result.returncode == 2 and "no such checkpoint or folder" in result.stderr
 
 
 def test_bad_arguments_exit_before_loading_anything(capsys, tmp_path):
