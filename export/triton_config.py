@@ -40,7 +40,7 @@ def config_pbtxt(
         lines.append("]")
     lines += [
         "dynamic_batching {",
-        f"  preferred_batch_size: [ {max(1, max_batch_size // 2)}, {max_batch_size} ]",
+        f"  preferred_batch_size: [ {', '.join(map(str, sorted({max(1, max_batch_size // 2), max_batch_size})))} ]",
         f"  max_queue_delay_microseconds: {queue_delay_us}",
         "}",
     ]
