@@ -134,3 +134,23 @@ def test_bad_arguments_exit_before_loading_anything(capsys, tmp_path):
     code, _, err = run_cli(capsys, str(a), "--out", str(tmp_path / "repo"), "--formats", "tflite")
     assert code == 2 and "--formats takes onnx, torchscript and/or nir" in err
     assert not (tmp_path / "repo").exists()
+
+
+def test_a_parity_failure_exits_non_zero_and_leaves_no_version_behind(capsys, tmp_path, monkeypatch):
+    import export.repository
+
+    real_run_onnx = export.repository.run_onnx
+
+    def miscounting(session, frames):
+        scores, spikes, sops = real_run_onnx(session, frames)
+        return scores, spikes, sops + 1
+
+    monkeypatch.setattr(export.repository, "run_onnx", miscounting)
+    checkpoint = save_lively(tmp_path / "gamma", seed=51)
+    args = [str(checkpoint), "--out", str(tmp_path / "repo"), "--formats", "onnx", "--parity-samples", "3"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 1 and "gamma.safetensors" in out and "FAILED" in out
+    assert "ParityError: parity failed: onnxruntime: 3 sample(s) differ in spikes/sops, not by a tie" in err
+    assert not (tmp_path / "repo" / "gamma" / "1").exists()
+    assert not (tmp_path / "repo" / "gamma" / "config.pbtxt").exists()
+    assert not list((tmp_path / "repo" / "gamma").glob(".*"))  # no staging folder left over
