@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from events import EVENT_DTYPE, FramingSpec, frame_events, make_events
 from models.datasets.event_dataset import EventDataset, Sample
@@ -320,7 +321,8 @@ def open_synthetic(
         chunks = [c for c in chunks if c]
         if workers > 1 and size > 16:
             with ProcessPoolExecutor(workers) as pool:
-                parts = list(pool.map(partial(_frame_chunk, seed=generator_seed, spec=spec, params=params), chunks))
+                work = pool.map(partial(_frame_chunk, seed=generator_seed, spec=spec, params=params), chunks)
+                parts = list(tqdm(work, total=len(chunks), desc=f"simulating {size} {split} recordings", leave=False))
         else:
             parts = [_frame_chunk(c, generator_seed, spec, params) for c in chunks]
         frames = np.empty((size, spec.time_steps, 2, spec.height, spec.width), dtype=np.uint16)
