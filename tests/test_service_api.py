@@ -49,6 +49,7 @@ def server(repo, tmp_path_factory):
         tmp_path_factory.mktemp("api-log") / "server.log",
         without_torch=True,
         max_queue_delay_ms=50,
+        batch_wait="fixed",  # every sample waits 50 ms for company: concurrent requests surely share passes
         max_upload_bytes=MAX_UPLOAD,
         max_events=MAX_EVENTS,
         max_duration_s=5,
