@@ -42,8 +42,8 @@ class EpochStats:
 
 
 def use_cores(threads: int = 1) -> None:
-    """Set PyTorch's intra-op threads. One is the default: these small per-step ops gain nothing from
-    more, and on a busy 2-core machine two threads ran 8x slower than one (spin-waiting on each other)."""
+    """Set PyTorch's intra-op threads. One is the default: on the shared 2-core box two threads were
+    from 1.3x faster (quiet) to 8x slower (busy) than one, spin-waiting on each other; see BENCHMARKS.md."""
     torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
 
 

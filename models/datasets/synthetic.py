@@ -43,7 +43,7 @@ GESTURES = (
     "wave_vertical",
 )
 SENSOR_SIZE = (128, 128)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 2  # bump when the output for a given (label, seed, index, params) changes
 CACHE_DIR = Path(__file__).resolve().parents[2] / "runs" / "cache"
 
 
@@ -269,7 +269,12 @@ def split_seed(seed: int, split: str) -> int:
 
 def _frame_chunk(indices: list[int], seed: int, spec: FramingSpec, params: CameraParams) -> np.ndarray:
     frames = [frame_events(generate_recording(i % len(GESTURES), seed, i, params), SENSOR_SIZE, spec) for i in indices]
-    return np.stack(frames).astype(np.uint16)
+    return _compact(np.stack(frames))
+
+
+def _compact(counts: np.ndarray) -> np.ndarray:
+    """Event counts in the smallest integer type that holds them exactly (int16 almost always)."""
+    return counts.astype(np.int16 if counts.max(initial=0) <= np.iinfo(np.int16).max else np.int32)
 
 
 class FramedDataset(EventDataset):
@@ -325,17 +330,18 @@ def open_synthetic(
                 parts = list(tqdm(work, total=len(chunks), desc=f"simulating {size} {split} recordings", leave=False))
         else:
             parts = [_frame_chunk(c, generator_seed, spec, params) for c in chunks]
-        frames = np.empty((size, spec.time_steps, 2, spec.height, spec.width), dtype=np.uint16)
+        frames = np.empty((size, spec.time_steps, 2, spec.height, spec.width), dtype=np.int32)
         for chunk, part in zip(chunks, parts, strict=True):
             frames[chunk] = part
+        frames = _compact(frames)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, frames)
             tmp.replace(path)
     return FramedDataset(
         samples,
-        torch.from_numpy(np.minimum(frames, 32767).astype(np.int16)),
+        torch.from_numpy(_compact(frames)),
         classes=list(GESTURES),
         sensor_size=SENSOR_SIZE,
         spec=spec,
