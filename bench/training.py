@@ -4,7 +4,8 @@
 backward, Adam) of the ``demo`` architecture on a batch of event-count frames, alternating the
 thread settings within one process, and reports medians and their ratio. It then reads the demo
 checkpoint's card (the training command, its wall time and samples/s) and evaluates the
-checkpoint on held-out synthetic recordings. Writes BENCHMARKS.md key ``training``.
+checkpoint on held-out synthetic recordings, and times the event-camera simulator. Writes
+BENCHMARKS.md key ``training``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.report import table, write_section
+from events import FramingSpec
 from models.architectures import SpikingNet, preset
 from models.checkpoint import load_checkpoint
+from models.datasets.synthetic import open_synthetic
 from models.evaluate import run as evaluate
 
 DEMO = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "demo.safetensors"
@@ -46,6 +49,15 @@ def samples_per_second(threads: int, steps: int, batch_size: int) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
+def recordings_per_second(size: int, workers: int) -> float:
+    """Simulated and framed synthetic recordings per second (no cache), ``workers`` processes."""
+    config = preset("demo")
+    spec = FramingSpec(config.time_steps, config.width, config.height)
+    started = time.perf_counter()
+    open_synthetic(None, "train", spec, size=size, seed=12345, workers=workers, cache_dir=None)
+    return size / (time.perf_counter() - started)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -53,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-size", type=int, default=1000)
     p.add_argument("--eval-seed", type=int, default=1)
+    p.add_argument("--simulate", type=int, default=200, help="recordings to simulate for the generator's speed")
     args = p.parse_args(argv)
     runs: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(args.repeats):
@@ -62,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [[threads, f"{medians[threads]:.1f}", f"{min(v):.1f} - {max(v):.1f}"] for threads, v in runs.items()]
     throughput = table(["torch threads", "train samples/s (median)", "range"], rows)
 
+    simulated = {workers: recordings_per_second(args.simulate, workers) for workers in (1, 2)}
     _, card = load_checkpoint(DEMO)
     result = evaluate(DEMO, size=args.eval_size, seed=args.eval_seed)
     info = card.training
@@ -84,6 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         "numbers move from run to run; `models.train` defaults to one thread (`--threads`), which is steadier when "
         "other jobs share the CPU (compare the ranges).\n\n"
         + throughput
+        + f"\n\nThe event-camera simulator (`models/datasets/synthetic.py`), {args.simulate} recordings of 0.3-1.0 s "
+        f"simulated and framed without cache: {simulated[1]:.1f} recordings/s in one process, "
+        f"{simulated[2]:.1f} recordings/s in two ({simulated[2] / simulated[1]:.2f}x), i.e. "
+        f"{3500 / simulated[2] / 60:.1f} min for the demo's 3,500 recordings at that rate."
         + "\n\nThe bundled demo checkpoint (`models/checkpoints/demo.json`, written by the training run):\n\n"
         + table(["", ""], demo_rows)
     )

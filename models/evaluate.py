@@ -53,7 +53,7 @@ def run(
         card.dataset, data_root, "test", spec, size=size, seed=seed, params=params, cache_dir=cache_dir
     )
     loader = DataLoader(test_set, batch_size=batch_size)
-    accuracy, rates, predictions = evaluate(model, loader, len(card.classes))
+    accuracy, rates, predictions = evaluate(model, loader)
     labels = torch.tensor([s.label for s in test_set.samples])
     per_class = {
         name: float((predictions[labels == k] == k).float().mean()) if (labels == k).any() else float("nan")

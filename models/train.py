@@ -107,7 +107,7 @@ def open_split(
     return DATASETS[dataset](root, split, spec, **options)
 
 
-def evaluate(model: SpikingNet, loader: DataLoader, classes: int) -> tuple[float, dict[str, float], torch.Tensor]:
+def evaluate(model: SpikingNet, loader: DataLoader) -> tuple[float, dict[str, float], torch.Tensor]:
     """Accuracy, mean spike rate per LIF layer and the predictions over ``loader``, in eval mode."""
     model.eval()
     lifs = model.lif_layers()
@@ -125,6 +125,7 @@ def evaluate(model: SpikingNet, loader: DataLoader, classes: int) -> tuple[float
 
 
 def train_epoch(model, loader, optimizer, classes: int, bar) -> tuple[float, float, int]:
+    """One pass over ``loader``: mean MSE loss, training accuracy and samples seen."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for x, y in loader:
@@ -180,7 +181,7 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
             loss, train_acc, seen = train_epoch(model, train_loader, optimizer, classes, bar)
             epoch_seconds = time.perf_counter() - tick
             scheduler.step()
-            test_acc, rates, _ = evaluate(model, test_loader, classes)
+            test_acc, rates, _ = evaluate(model, test_loader)
             thresholds = {name: float(lif.thresh.detach().mean()) for name, lif in model.lif_layers().items()}
             stats = EpochStats(epoch, loss, train_acc, test_acc, rates, thresholds, seen / max(epoch_seconds, 1e-9))
             history.append(stats)
