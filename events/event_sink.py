@@ -41,6 +41,16 @@ class EventSink:
         if target > len(self._buffer):
             self._buffer.resize(target, refcheck=False)
 
+    @property
+    def free(self) -> int:
+        """Slots already allocated past ``count`` (reserving at most this many never reallocates)."""
+        return len(self._buffer) - self.count
+
+    def give_back(self, n: int) -> None:
+        """Return the last ``n`` slots of the latest ``reserve`` unused (a decoder that reserved room
+        for the most events its next input could make, then filled fewer)."""
+        self.count -= n
+
     def append(self, t, x, y, p, offset: int | None = None) -> None:
         """Add four equally long columns (p already 1 = ON, 0 = OFF)."""
         view = self.reserve(len(t), offset)
