@@ -36,6 +36,8 @@ _NUMBER_LINE = re.compile(rb"^\s*-?[0-9][0-9.eE+-]*([ ,\t;]+-?[0-9][0-9.eE+-]*){
 
 
 def _sniff(head: bytes) -> bool:
+    if not head.isascii() or b"\x00" in head:  # binary content: fail fast, before any line splitting
+        return False
     lines = [ln for ln in head.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#")]
     if lines and re.match(rb"^\s*[A-Za-z]", lines[0]):
         lines = lines[1:]
