@@ -37,8 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from events.chunked import check_whole_words, data_end, read_words
-from events.errors import EventDecodeError
+from events.chunked import read_words
 from events.event_sink import EventSink
 from events.evt_common import (
     Extent,
@@ -46,11 +45,12 @@ from events.evt_common import (
     check_inside,
     check_writable,
     make_recording,
+    open_evt_body,
     ragged_arange,
     time_high_sequence,
 )
 from events.format import DecodeLimits, Format
-from events.prophesee_header import header_bytes, read_header, sensor_for, sniff_evt_version
+from events.prophesee_header import header_bytes, sniff_evt_version
 from events.recording import Recording
 from events.write_target import write_parts
 
@@ -123,19 +123,15 @@ def _decode_piece(words: np.ndarray, offset: int, state: _State, sink: EventSink
 
 
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
-    header = read_header(stream, NAME, MAX_SIZE, MAX_SIZE)
-    if header.evt_version not in (None, "2.0"):
-        raise EventDecodeError(NAME, f"the header declares EVT {header.evt_version}, not EVT 2.0", 0)
-    size, _ = sensor_for(header)
-    start, end = header.data_offset, data_end(stream)
-    check_whole_words(NAME, start, end, 4)
-    sink = EventSink(NAME, limits.max_events, (end - start) // 4)
+    body = open_evt_body(stream, NAME, "2.0", 4, MAX_SIZE)
+    sink = EventSink(NAME, limits.max_events, (body.end - body.start) // 4)
     state = _State()
     extent = Extent()
-    for offset, words in read_words(stream, NAME, start, end, "<u4"):
+    for offset, words in read_words(stream, NAME, body.start, body.end, "<u4"):
         for i in range(0, len(words), PIECE_WORDS):
-            _decode_piece(words[i : i + PIECE_WORDS], offset + 4 * i, state, sink, size, header.t0, extent)
-    return make_recording(NAME, sink.result(), header, {"evt_version": "2.0"}, extent)
+            piece = words[i : i + PIECE_WORDS]
+            _decode_piece(piece, offset + 4 * i, state, sink, body.size, body.header.t0, extent)
+    return make_recording(NAME, sink.result(), body.header, {"evt_version": "2.0"}, extent)
 
 
 def encode_words(events: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from events.chunked import check_whole_words, data_end, read_words
+from events.chunked import read_words
 from events.errors import EventDecodeError
 from events.event_sink import EventSink
 from events.evt_common import (
@@ -44,11 +44,12 @@ from events.evt_common import (
     check_writable,
     make_recording,
     mask_bits,
+    open_evt_body,
     ragged_arange,
     time_high_sequence,
 )
 from events.format import DecodeLimits, Format
-from events.prophesee_header import header_bytes, read_header, sensor_for, sniff_evt_version
+from events.prophesee_header import header_bytes, sniff_evt_version
 from events.recording import Recording
 from events.write_target import write_parts
 
@@ -120,16 +121,12 @@ def _decode_piece(w: np.ndarray, offset: int, st: _State, sink: EventSink, size,
 
 
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
-    header = read_header(stream, NAME, MAX_SIZE, MAX_SIZE)
-    if header.evt_version not in (None, "2.1"):
-        raise EventDecodeError(NAME, f"the header declares EVT {header.evt_version}, not EVT 2.1", 0)
+    body = open_evt_body(stream, NAME, "2.1", 8, MAX_SIZE)
+    header, size, start, end = body.header, body.size, body.start, body.end
     endianness = header.format_options.get("endianness", "").lower()
     if endianness not in ("", "legacy", "little", "little_endian"):
         raise EventDecodeError(NAME, f"unknown EVT 2.1 endianness {endianness[:40]!r}", 0)
     legacy = endianness == "legacy"
-    size, _ = sensor_for(header)
-    start, end = header.data_offset, data_end(stream)
-    check_whole_words(NAME, start, end, 8)
     sink = EventSink(NAME, limits.max_events, (end - start) // 8)
     state = _State()
     extent = Extent()

@@ -57,7 +57,7 @@ from typing import BinaryIO
 import numba
 import numpy as np
 
-from events.chunked import check_whole_words, data_end, read_words
+from events.chunked import read_words
 from events.errors import EventDecodeError
 from events.event_sink import EventSink
 from events.evt_common import (
@@ -67,11 +67,12 @@ from events.evt_common import (
     check_writable,
     make_recording,
     mask_bits,
+    open_evt_body,
     ragged_arange,
     time_high_sequence,
 )
 from events.format import DecodeLimits, Format
-from events.prophesee_header import header_bytes, read_header, sensor_for, sniff_evt_version
+from events.prophesee_header import header_bytes, sniff_evt_version
 from events.recording import EVENT_DTYPE, Recording
 from events.write_target import write_parts
 
@@ -388,12 +389,8 @@ def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int)
 
 
 def _decode_with(stream: BinaryIO, limits: DecodeLimits, compiled: bool) -> Recording:
-    header = read_header(stream, NAME, MAX_SIZE, MAX_SIZE)
-    if header.evt_version not in (None, "3.0"):
-        raise EventDecodeError(NAME, f"the header declares EVT {header.evt_version}, not EVT 3.0", 0)
-    size, _ = sensor_for(header)
-    start, end = header.data_offset, data_end(stream)
-    check_whole_words(NAME, start, end, 2)
+    body = open_evt_body(stream, NAME, "3.0", 2, MAX_SIZE)
+    header, size, start, end = body.header, body.size, body.start, body.end
     extent = Extent()
     sink = EventSink(NAME, limits.max_events, (end - start) // 2)  # at most one event per word without vectors
     if compiled:

@@ -1,12 +1,16 @@
-"""Pieces the Prophesee decoders and writers share: recordings, coordinate checks, vector masks,
-and the TIME_HIGH sequence the writers emit."""
+"""Pieces the Prophesee decoders and writers share: opening the word stream, recordings,
+coordinate checks, vector masks, and the TIME_HIGH sequence the writers emit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import BinaryIO
+
 import numpy as np
 
+from events.chunked import check_whole_words, data_end
 from events.errors import EventDecodeError
-from events.prophesee_header import PropheseeHeader, sensor_for
+from events.prophesee_header import PropheseeHeader, read_header, sensor_for
 from events.recording import EVENT_DTYPE, Recording, smallest_sensor
 
 
@@ -24,6 +28,26 @@ class Extent:
 
     def size(self) -> tuple[int, int]:
         return (self.x + 1, self.y + 1) if self.x >= 0 else (1, 1)
+
+
+@dataclass(frozen=True)
+class EvtBody:
+    """Where an EVT file's words are, what its header says, and the sensor events must fit."""
+
+    header: PropheseeHeader
+    size: tuple[int, int] | None
+    start: int
+    end: int
+
+
+def open_evt_body(stream: BinaryIO, fmt: str, version: str, word_bytes: int, max_size: int) -> EvtBody:
+    """Read the ``%`` header, check it declares ``version`` (or none), and that the body is whole words."""
+    header = read_header(stream, fmt, max_size, max_size)
+    if header.evt_version not in (None, version):
+        raise EventDecodeError(fmt, f"the header declares EVT {header.evt_version}, not EVT {version}", 0)
+    start, end = header.data_offset, data_end(stream)
+    check_whole_words(fmt, start, end, word_bytes)
+    return EvtBody(header, sensor_for(header)[0], start, end)
 
 
 def make_recording(
