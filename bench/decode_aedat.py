@@ -41,14 +41,22 @@ def generate(n: int, width: int, height: int, seed: int) -> np.ndarray:
     return events.make_events(t, rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n))
 
 
-def write_files(n: int) -> dict[str, Path]:
+FORMATS = ("aedat2", "aedat3", "aedat4")
+
+
+def write_files(n: int, formats: tuple[str, ...] = FORMATS) -> dict[str, Path]:
+    """The benchmark files of ``formats`` (names as in ``events.FORMATS``), labelled for the table."""
     WORKDIR.mkdir(exist_ok=True)
     files = {}
     dvs = generate(n, 128, 128, 0)
-    files["AEDAT 2.0"] = WORKDIR / "dvs128.aedat"
-    write_aedat2(files["AEDAT 2.0"], dvs, (128, 128), chip="DVS128")
-    files["AEDAT 3.1"] = WORKDIR / "gesture.aedat"
-    write_aedat3(files["AEDAT 3.1"], dvs, (128, 128), packet_events=4096)
+    if "aedat2" in formats:
+        files["AEDAT 2.0"] = WORKDIR / "dvs128.aedat"
+        write_aedat2(files["AEDAT 2.0"], dvs, (128, 128), chip="DVS128")
+    if "aedat3" in formats:
+        files["AEDAT 3.1"] = WORKDIR / "gesture.aedat"
+        write_aedat3(files["AEDAT 3.1"], dvs, (128, 128), packet_events=4096)
+    if "aedat4" not in formats:
+        return files
     davis = generate(n, 346, 260, 1)
     for compression in COMPRESSIONS:
         files[f"AEDAT 4 {compression}"] = WORKDIR / f"davis_{compression}.aedat4"
@@ -142,8 +150,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=3_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS), help="formats to run")
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
-    files = write_files(args.events)
+    if set(args.formats) != set(FORMATS) and not args.no_write:
+        parser.error("--formats with a subset needs --no-write (BENCHMARKS.md holds the whole table)")
+    files = write_files(args.events, tuple(args.formats))
     load_before = os.getloadavg()[0]
     rows, aedat4_ratios, tonic_ratios = [], [], []
     for fmt, path in files.items():
@@ -200,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({os.cpu_count()} cores shared with other jobs), so absolute rates are noisy; the ratios compare "
         "decoders that ran interleaved."
     )
-    write_section("decode-aedat", "AEDAT decoding (AEDAT 2.0 / 3.1 / 4)", body)
+    if not args.no_write:
+        write_section("decode-aedat", "AEDAT decoding (AEDAT 2.0 / 3.1 / 4)", body)
 
 
 if __name__ == "__main__":
