@@ -7,12 +7,18 @@ of ``[t_first, t_last]`` with the last event in the last bin (a zero-length reco
 every event in bin 0).
 
 The counting loop is compiled with numba: a single pass with no temporaries is several times
-faster than any NumPy formulation (each needs int64 copies of every column), and ``nogil``
-lets the service frame several uploads in parallel threads.
+faster than any NumPy formulation (each needs int64 copies of every column). It is bound by
+one random read-modify-write per event, so recordings of ``PARALLEL_MIN_EVENTS`` or more are
+split over ``THREADS`` threads (the kernels release the GIL): by bins when splitting by number,
+so each thread owns whole frames, otherwise by event ranges into private frames that are
+summed. numba's own ``parallel=True`` is not used because its default threading layer may
+not be entered from several Python threads at once, which the service does.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -22,6 +28,10 @@ import numpy as np
 from events.errors import EventDecodeError
 
 SplitBy = Literal["number", "time"]
+
+THREADS = min(2, os.cpu_count() or 1)
+PARALLEL_MIN_EVENTS = 1 << 18
+_POOL = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="framing")
 
 
 @dataclass(frozen=True)
@@ -61,38 +71,78 @@ def _pixel_offsets(out, width: int, height: int):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_number(x, y, p, width, height, out) -> int:  # pragma: no cover - compiled
-    """Bins of ``N // T`` events in order, remainder in the last; returns the first bad index or -1."""
+def _count_by_number(x, y, p, width, height, out, start, stop) -> int:  # pragma: no cover - compiled
+    """Events ``[start, stop)`` into bins of ``N // T`` events in order, remainder in the last.
+
+    Returns the first bad event index or -1.
+    """
     steps = out.shape[0]
     plane = out.shape[2] * out.shape[3]
     flat = out.reshape(-1)
     column, row = _pixel_offsets(out, width, height)
     n = len(x)
     per_bin = n // steps
-    for b in range(steps):
-        last = n if b == steps - 1 else (b + 1) * per_bin
-        for i in range(b * per_bin, last):
-            if x[i] >= width or y[i] >= height:
-                return i
-            flat[(2 * b + (p[i] != 0)) * plane + row[y[i]] + column[x[i]]] += 1.0
+    b = min(start // per_bin, steps - 1)
+    i = start
+    while i < stop:
+        end = stop if b == steps - 1 else min((b + 1) * per_bin, stop)
+        base = 2 * b * plane
+        for j in range(i, end):
+            if x[j] >= width or y[j] >= height:
+                return j
+            flat[base + (p[j] != 0) * plane + row[y[j]] + column[x[j]]] += 1.0
+        i = end
+        b += 1
     return -1
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_time(t, x, y, p, width, height, out) -> int:  # pragma: no cover - compiled
-    """T equal spans of ``[t_first, t_last]``, last event in the last bin; returns the first bad index or -1."""
+def _count_by_time(t, x, y, p, width, height, out, start, stop) -> int:  # pragma: no cover - compiled
+    """Events ``[start, stop)`` into T equal spans of ``[t_first, t_last]``; returns the first bad index or -1."""
     steps = out.shape[0]
     plane = out.shape[2] * out.shape[3]
     flat = out.reshape(-1)
     column, row = _pixel_offsets(out, width, height)
     t0 = t[0]
     span = t[len(t) - 1] - t0
-    for i in range(len(x)):
+    for i in range(start, stop):
         if x[i] >= width or y[i] >= height:
             return i
         b = 0 if span <= 0 else min((t[i] - t0) * steps // span, steps - 1)
         flat[(2 * b + (p[i] != 0)) * plane + row[y[i]] + column[x[i]]] += 1.0
     return -1
+
+
+def _cuts(n: int, steps: int, split_by: SplitBy) -> tuple[np.ndarray, bool]:
+    """Event ranges for the threads, and whether they cover disjoint bins (so may share one output)."""
+    if split_by == "number" and steps >= THREADS:
+        bins = np.linspace(0, steps, THREADS + 1).astype(np.int64)
+        cuts = bins * (n // steps)
+        cuts[-1] = n
+        return cuts, True
+    return np.linspace(0, n, THREADS + 1).astype(np.int64), False
+
+
+def _count(events: np.ndarray, width: int, height: int, out: np.ndarray, split_by: SplitBy) -> int:
+    """Count every event into ``out``, on ``THREADS`` threads for large inputs; the first bad index or -1."""
+    t, x, y, p = events["t"], events["x"], events["y"], events["p"]
+
+    def count(part: np.ndarray, start: int, stop: int) -> int:
+        if split_by == "time":
+            return _count_by_time(t, x, y, p, width, height, part, start, stop)
+        return _count_by_number(x, y, p, width, height, part, start, stop)
+
+    n = len(events)
+    if n < PARALLEL_MIN_EVENTS or THREADS < 2:
+        return count(out, 0, n)
+    cuts, disjoint = _cuts(n, out.shape[0], split_by)
+    parts = [out] * THREADS if disjoint else [out] + [np.zeros_like(out) for _ in range(THREADS - 1)]
+    jobs = [_POOL.submit(count, part, a, b) for part, a, b in zip(parts, cuts[:-1], cuts[1:], strict=True)]
+    bad = [i for i in (job.result() for job in jobs) if i >= 0]
+    if not disjoint:
+        for part in parts[1:]:
+            out += part
+    return min(bad) if bad else -1
 
 
 def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec) -> np.ndarray:
@@ -102,10 +152,7 @@ def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: Framing
     if n < spec.time_steps:
         raise EventDecodeError("framing", f"{n} events cannot fill {spec.time_steps} time steps")
     out = np.zeros((spec.time_steps, 2, spec.height, spec.width), dtype=np.float32)
-    if spec.split_by == "time":
-        bad = _count_by_time(events["t"], events["x"], events["y"], events["p"], width, height, out)
-    else:
-        bad = _count_by_number(events["x"], events["y"], events["p"], width, height, out)
+    bad = _count(events, width, height, out, spec.split_by)
     if bad >= 0:
         x, y = int(events["x"][bad]), int(events["y"][bad])
         raise EventDecodeError("framing", f"event {bad} at ({x}, {y}) lies outside the {width}x{height} sensor")

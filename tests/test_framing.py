@@ -93,3 +93,41 @@ def test_spec_rejects_nonsense_and_round_trips():
         FramingSpec(8, 32, 32, "count")
     spec = FramingSpec(8, 64, 48, "time")
     assert FramingSpec.from_dict(spec.to_dict()) == spec
+
+
+def reference_frames(stream: np.ndarray, sensor: tuple[int, int], spec: FramingSpec) -> np.ndarray:
+    """The framing rules written directly in NumPy, independent of the compiled kernels."""
+    n = len(stream)
+    t = stream["t"].astype(np.int64)
+    if spec.split_by == "number":
+        bins = np.minimum(np.arange(n) // (n // spec.time_steps), spec.time_steps - 1)
+    else:
+        span = t[-1] - t[0]
+        bins = (
+            np.zeros(n, np.int64)
+            if span <= 0
+            else np.minimum((t - t[0]) * spec.time_steps // span, spec.time_steps - 1)
+        )
+    out = np.zeros((spec.time_steps, 2, spec.height, spec.width), np.float32)
+    xs = stream["x"].astype(np.int64) * spec.width // sensor[0]
+    ys = stream["y"].astype(np.int64) * spec.height // sensor[1]
+    np.add.at(out, (bins, (stream["p"] != 0).astype(np.int64), ys, xs), 1.0)
+    return out
+
+
+@pytest.mark.parametrize("spec", [FramingSpec(16, 128, 128), FramingSpec(1, 32, 32), FramingSpec(3, 40, 30, "time")])
+def test_large_recordings_framed_on_several_threads_match_the_rules(spec):
+    rng = np.random.default_rng(1)
+    n = 700_001  # above PARALLEL_MIN_EVENTS, not a multiple of T
+    stream = events(np.sort(rng.integers(0, 10**7, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
+                    rng.integers(0, 2, n))  # fmt: skip
+    np.testing.assert_array_equal(frame_events(stream, (128, 128), spec), reference_frames(stream, (128, 128), spec))
+
+
+@pytest.mark.parametrize("split", ["number", "time"])
+def test_a_large_recording_reports_its_first_event_outside_the_sensor(split):
+    n = 600_000
+    x = np.zeros(n, np.int64)
+    x[[450_000, 599_999, 500_000]] = 200
+    with pytest.raises(EventDecodeError, match="event 450000 at \\(200, 0\\)"):
+        frame_events(events(np.arange(n), x=x), (128, 128), FramingSpec(4, 32, 32, split))
