@@ -21,18 +21,27 @@ Validation: a file that is not a whole number of 5-byte records, or more than
 ``DecodeLimits.max_events`` events, raises ``EventDecodeError``; any other 40-bit pattern is a
 valid event.
 
-Speed: the output is allocated once (the record count is known); the timestamp is read as one
-big-endian uint32 view per record (bytes 1-4, ``y`` masked off), so each piece costs a handful of
-NumPy passes.
+Speed: decoding is a compiled kernel (numba, already the framing's runtime dependency), not
+NumPy. Per chunk, one loop counts the overflow markers and takes the extent (largest column and
+row, for the sensor size); then each run of records between markers is written straight into
+the packed output by a loop with no data-dependent branch, with the markers' offset folded in.
+The NumPy formulation it replaced needed a strided big-endian view, a mask and a pass per field
+(plus a gather of every field around markers), about ten passes over the data, and a dozen
+calls per file; the kernel is several times faster on large files and, as N-MNIST datasets are
+tens of thousands of 4,000-event files, cuts the per-file cost too (the sniff is compiled for
+the same reason). The output is allocated once (the record count bounds the event count) and
+the kernel never writes past the room it is given, so the event limit is exact.
 """
 
 from __future__ import annotations
 
 from typing import BinaryIO
 
+import numba
 import numpy as np
 
 from events.chunked import check_whole_words, data_end, read_words
+from events.errors import LimitExceededError
 from events.event_sink import EventSink
 from events.evt_common import Extent, as_events
 from events.format import DecodeLimits, Format
@@ -48,13 +57,63 @@ MAX_TS = (1 << 23) - 1
 _FOREIGN = (b"%", b"#", b"PK", b"\x93NUMPY")
 
 
-def _fields(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, y, p, ts)`` of ``raw`` (uint8, whole records); ``ts`` before overflow markers."""
-    n = len(raw) // RECORD
-    rec = raw.reshape(n, RECORD)
-    be = np.ndarray((n,), dtype=">u4", buffer=raw, offset=1, strides=(RECORD,))
-    ts = be & MAX_TS
-    return rec[:, 0], rec[:, 1], rec[:, 2] >> 7, ts
+@numba.njit(cache=True, nogil=True)
+def _write_run(raw, out, shift):  # pragma: no cover - compiled
+    """Write the records of ``raw`` (no marker among them) to ``out``, adding ``shift`` µs.
+
+    Indexed from 0 on slices so the compiler sees non-negative indices and unrolls the loop.
+    """
+    for q in range(len(out)):
+        j = 5 * q
+        r = out[q]
+        b2 = raw[j + 2]
+        r.t = shift + ((np.int64(b2 & 0x7F) << 16) | (np.int64(raw[j + 3]) << 8) | raw[j + 4])
+        r.x = raw[j]
+        r.y = raw[j + 1]
+        r.p = b2 >> 7
+
+
+@numba.njit(cache=True, nogil=True)
+def _records(raw, out, overflows):  # pragma: no cover - compiled
+    """Decode the whole 5-byte records of ``raw`` into ``out`` (``EVENT_DTYPE``), in order.
+
+    ``overflows`` is the number of markers before ``raw``. Returns ``(records read, events
+    written, markers so far, largest x, largest y)`` (-1: no event); fewer records read than
+    ``raw`` holds means ``out`` was full when the next event came. A first loop counts the
+    markers and takes the extent; then each run of records between markers is written by a loop
+    with no data-dependent branch, which the compiler unrolls (a branch per record costs half
+    the speed).
+    """
+    n = len(raw) // 5
+    marks = 0
+    max_x = np.uint8(0)
+    max_y = np.uint8(0)
+    for i in range(n):
+        x, y = raw[5 * i], raw[5 * i + 1]
+        marker = y == OVERFLOW_Y
+        marks += marker
+        max_x = max(max_x, np.uint8(0) if marker else x)
+        max_y = max(max_y, np.uint8(0) if marker else y)
+    extent_x, extent_y = (np.int64(max_x), np.int64(max_y)) if marks < n else (-1, -1)
+    shift = np.int64(overflows) << 13
+    k = 0
+    i = 0
+    while i <= n:
+        end = n
+        if marks:
+            end = i
+            while raw[5 * end + 1] != OVERFLOW_Y:
+                end += 1
+        run = min(end - i, len(out) - k)
+        _write_run(raw[5 * i : 5 * (i + run)], out[k : k + run], shift)
+        k += run
+        if run < end - i:
+            return i + run, k, shift >> 13, extent_x, extent_y
+        if marks:  # the marker at ``end``: not an event, it adds 2**13 µs from here on
+            marks -= 1
+            shift += OVERFLOW_US
+        i = end + 1
+    return n, k, shift >> 13, extent_x, extent_y
 
 
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
@@ -64,37 +123,13 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     overflows = 0
     extent = Extent()
     for offset, raw in read_words(stream, NAME, start, end, np.uint8, chunk_bytes=RECORD * PIECE_RECORDS):
-        n = len(raw) // RECORD
-        rec = raw.reshape(n, RECORD)
-        be = np.ndarray((n,), dtype=">u4", buffer=raw, offset=1, strides=(RECORD,))
-        marks = np.flatnonzero(rec[:, 1] == OVERFLOW_Y)
-        if len(marks) == 0:  # the common case (recordings shorter than 2**23 µs): straight into the output
-            out = sink.reserve(n, offset)
-            t = out["t"]
-            np.bitwise_and(be, MAX_TS, out=t, casting="unsafe")
-            if overflows:
-                t += overflows * OVERFLOW_US
-            out["x"] = rec[:, 0]
-            out["y"] = rec[:, 1]
-            np.right_shift(rec[:, 2], 7, out=out["p"])
-            extent.update(rec[:, 0], rec[:, 1])
-            continue
-        # A marker (y == 240) adds 2**13 µs to its own and every later timestamp; it is not an event.
-        keep = np.ones(n, dtype=bool)
-        keep[marks] = False
-        keep = np.flatnonzero(keep)
-        kept_per_run = np.diff(marks, prepend=-1, append=n) - 1  # events before, between and after markers
-        shift = np.repeat((np.arange(len(marks) + 1) + overflows) * OVERFLOW_US, kept_per_run)
-        overflows += len(marks)
-        kept = rec[keep]
-        out = sink.reserve(len(keep), offset)
-        t = out["t"]
-        np.bitwise_and(be[keep], MAX_TS, out=t, casting="unsafe")
-        t += shift
-        out["x"] = kept[:, 0]
-        out["y"] = kept[:, 1]
-        np.right_shift(kept[:, 2], 7, out=out["p"])
-        extent.update(kept[:, 0], kept[:, 1])
+        records = len(raw) // RECORD
+        room = min(records, sink.max_events - sink.count)
+        read, n, overflows, max_x, max_y = _records(raw, sink.reserve(room, offset), overflows)
+        sink.give_back(room - n)
+        extent.x, extent.y = max(extent.x, max_x), max(extent.y, max_y)
+        if read < records:
+            raise LimitExceededError(NAME, f"more than {sink.max_events} events", offset + RECORD * read)
     events = sink.result()
     meta = {"overflow_markers": overflows, "sensor_source": "smallest size holding every event (no header)"}
     return Recording(events, extent.size(), NAME, sensor_from_header=False, metadata=meta)
@@ -143,24 +178,41 @@ def check_writable_unsorted(events: np.ndarray, sensor_size) -> tuple[int, int]:
     return size
 
 
+@numba.njit(cache=True, nogil=True)
+def _plausible(raw):  # pragma: no cover - compiled
+    """Whether the whole records of ``raw`` look like N-MNIST (see the module docstring)."""
+    text = True
+    for b in raw[:256]:
+        if not (32 <= b < 127 or b == 9 or b == 10 or b == 13):
+            text = False
+            break
+    if text:
+        return False
+    shift = 0
+    previous = 0
+    events = 0
+    drops = 0
+    for i in range(len(raw) // 5):
+        y = raw[5 * i + 1]
+        if y > 240:
+            return False
+        if y == 240:
+            shift += 8192
+            continue
+        t = shift + ((np.int64(raw[5 * i + 2] & 0x7F) << 16) | (np.int64(raw[5 * i + 3]) << 8) | raw[5 * i + 4])
+        if events and t < previous:
+            drops += 1
+        previous = t
+        events += 1
+    return events >= 4 and drops <= 0.05 * (events - 1)
+
+
 def _sniff(head: bytes) -> bool:
     if head.startswith(_FOREIGN) or len(head) < 4 * RECORD:
         return False
     if len(head) < 4096 and len(head) % RECORD:
         return False
-    raw = np.frombuffer(head, dtype=np.uint8, count=len(head) - len(head) % RECORD)
-    first = raw[:256]
-    if np.all(((first >= 32) & (first < 127)) | (first == 9) | (first == 10) | (first == 13)):
-        return False  # text, not records
-    _, y, _, ts = _fields(raw)
-    if int(y.max()) > OVERFLOW_Y:
-        return False
-    marks = y == OVERFLOW_Y
-    t = ts.astype(np.int64) + np.cumsum(marks) * OVERFLOW_US
-    t = t[~marks]
-    if len(t) < 4:
-        return False
-    return int((np.diff(t) < 0).sum()) <= 0.05 * (len(t) - 1)
+    return _plausible(np.frombuffer(head, dtype=np.uint8, count=len(head) - len(head) % RECORD))
 
 
 NMNIST = Format(NAME, (".bin",), _sniff, _decode, "N-MNIST / N-Caltech101 .bin (40-bit ATIS events)")

@@ -151,3 +151,22 @@ def test_decodes_from_a_file_object():
     ev = saccade(3_000, 11)
     with io.BytesIO(encode(ev)) as f:
         assert np.array_equal(events.load(f, format="nmnist").events, ev)
+
+
+@pytest.mark.parametrize("piece", [7, 1 << 17])
+def test_markers_anywhere_and_the_limit_counts_only_events(piece, monkeypatch):
+    rng = np.random.default_rng(12)
+    n = 3_000
+    y = rng.choice([1, 33, 240], n, p=[0.45, 0.45, 0.1])
+    y[:3] = y[-3:] = 240  # markers first and last, and runs of them
+    ts = rng.integers(0, 1 << 23, n)
+    data = spec_records(rng.integers(0, 34, n).tolist(), y.tolist(), rng.integers(0, 2, n).tolist(), ts.tolist())
+    monkeypatch.setattr(events.nmnist, "PIECE_RECORDS", piece)
+    rec = events.load(data, format="nmnist")
+    assert same_as_tonic(rec.events, tonic_read(data)) and rec.metadata["overflow_markers"] == int((y == 240).sum())
+    count = int((y != 240).sum())
+    assert len(events.load(data, format="nmnist", limits=DecodeLimits(max_events=count))) == count
+    with pytest.raises(LimitExceededError):
+        events.load(data, format="nmnist", limits=DecodeLimits(max_events=count - 1))
+    only_markers = events.load(spec_records([0] * 9, [240] * 9, [0] * 9, [0] * 9), format="nmnist")
+    assert len(only_markers) == 0 and only_markers.sensor_size == (1, 1)
