@@ -277,32 +277,32 @@ def _decode_piece(w: np.ndarray, offset: int, st: _State, sink: EventSink, size,
 
 
 @numba.njit(cache=True, nogil=True)
-def _run(w, state, width, height, t0, out_t, out_x, out_y, out_p):  # pragma: no cover - compiled
+def _run(w, state, width, height, t0, out):  # pragma: no cover - compiled
     """Run the EVT 3.0 state machine over ``w`` from word ``state[9]`` and ``state``.
 
-    Fills ``out_*`` and stops before a word that might not fit (a vector word makes up to 12
-    events) or at the end; stores the state and the next word index back into ``state`` and
-    returns the number of events written, or -2 with ``state[8]`` = the word index when an event
-    lies outside ``width x height``.
+    Fills ``out`` (``EVENT_DTYPE``) and stops before a word that might not fit (a vector word
+    makes up to 12 events) or at the end; stores the state and the next word index back into
+    ``state`` and returns the number of events written, or -2 with ``state[8]`` = the word index
+    when an event lies outside ``width x height``. Indices are cast to unsigned so the compiler
+    drops its negative-index handling (about a sixth of the loop's time).
     """
     started, high, loops, high_abs = state[0], state[1], state[2], state[3]
     t, y, base, pol = state[4], state[5], state[6], state[7]
-    max_x, max_y = state[10], state[11]
-    cap = len(out_t) - 12
+    cap = len(out) - 12
     k = 0
     i = state[9]
     n = len(w)
     if started == 0:  # words before the first TIME_HIGH are dropped (no time base yet)
-        while i < n and (w[i] >> 12) != 8:
+        while i < n and (w[np.uint64(i)] >> 12) != 8:
             i += 1
         if i < n:
             started = 1
-            c = np.int64(w[i] & 0xFFF)
+            c = np.int64(w[np.uint64(i)] & 0xFFF)
             high = c - 1 if c > 0 else 0  # OpenEB: the first TIME_HIGH always resets time low
             high_abs = high
             t = high_abs << 12
     while i < n and k <= cap:
-        v = np.int64(w[i])
+        v = np.int64(w[np.uint64(i)])
         kind = v >> 12
         c = v & 0xFFF
         if kind == 2:  # EVT_ADDR_X
@@ -311,13 +311,12 @@ def _run(w, state, width, height, t0, out_t, out_x, out_y, out_p):  # pragma: no
                 if x >= width or y >= height:
                     state[8] = i
                     return -2
-                out_t[k] = t + t0
-                out_x[k] = x
-                out_y[k] = y
-                out_p[k] = c >> 11
+                r = out[np.uint64(k)]
+                r.t = t + t0
+                r.x = x
+                r.y = y
+                r.p = c >> 11
                 k += 1
-                max_x = max(max_x, x)
-                max_y = max(max_y, y)
         elif kind <= 1:  # EVT_ADDR_Y (0) or a non-CD row (1)
             y = (c & 0x7FF) | (kind << 15)
         elif kind == 6:  # EVT_TIME_LOW
@@ -341,19 +340,17 @@ def _run(w, state, width, height, t0, out_t, out_x, out_y, out_p):  # pragma: no
                         if x >= width or y >= height:
                             state[8] = i
                             return -2
-                        out_t[k] = t + t0
-                        out_x[k] = x
-                        out_y[k] = y
-                        out_p[k] = pol
+                        r = out[np.uint64(k)]
+                        r.t = t + t0
+                        r.x = x
+                        r.y = y
+                        r.p = pol
                         k += 1
-                        max_x = max(max_x, x)
-                        max_y = max(max_y, y)
             base += bits
         i += 1
     state[0], state[1], state[2], state[3] = started, high, loops, high_abs
     state[4], state[5], state[6], state[7] = t, y, base, pol
     state[9] = i
-    state[10], state[11] = max_x, max_y
     return k
 
 
@@ -379,7 +376,7 @@ def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int)
         else:
             room = NEAR_LIMIT
             out = np.empty(room, dtype=EVENT_DTYPE)
-        n = _run(words, state, width, height, t0, out["t"], out["x"], out["y"], out["p"])
+        n = _run(words, state, width, height, t0, out)
         if n == -2:
             raise EventDecodeError(NAME, f"event outside the {width}x{height} sensor", offset + 2 * int(state[8]))
         if remaining >= NEAR_LIMIT:
@@ -391,14 +388,14 @@ def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int)
 def _decode_with(stream: BinaryIO, limits: DecodeLimits, compiled: bool) -> Recording:
     body = open_evt_body(stream, NAME, "3.0", 2, MAX_SIZE)
     header, size, start, end = body.header, body.size, body.start, body.end
-    extent = Extent()
     sink = EventSink(NAME, limits.max_events, (end - start) // 2)  # at most one event per word without vectors
     if compiled:
-        state = np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0, -1, -1], dtype=np.int64)
+        extent = None  # the sensor size, when the header has none, is then taken from the output
+        state = np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0], dtype=np.int64)
         for offset, words in read_words(stream, NAME, start, end, "<u2"):
             _decode_words_compiled(words, offset, state, sink, size, header.t0)
-        extent.x, extent.y = int(state[10]), int(state[11])
     else:
+        extent = Extent()
         st = _State()
         for offset, words in read_words(stream, NAME, start, end, "<u2"):
             for i in range(0, len(words), PIECE_WORDS):
