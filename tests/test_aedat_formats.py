@@ -467,3 +467,103 @@ def test_aedat3_errors_point_at_the_offending_event():
         events.load(data)
     header_end = data.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
     assert caught.value.offset == header_end + len(first) + 28 + 8
+
+
+# --- compiled decoders against plain per-record / per-packet references -------------------
+
+
+def _aedat2_reference(records: np.ndarray, chip) -> np.ndarray:
+    """jAER's rules written out in NumPy over the whole file (one chunk: no window carry-over)."""
+    a, raw_t = records["a"].astype(np.int64), records["t"].astype(np.int64)
+    previous = np.concatenate([raw_t[:1], raw_t[:-1]])
+    t = raw_t + (np.cumsum(previous - raw_t > 1 << 31) << 32)
+    if chip.layout == "dvs128":
+        keep = a < 0x8000
+        a, t = a[keep], t[keep]
+        return columns(t, 127 - ((a >> 1) & 0x7F), (a >> 8) & 0x7F, 1 - (a & 1))
+    keep = (a & 0x80000400) == 0
+    a, t = a[keep], t[keep]
+    x_raw, y = (a >> 12) & 0x3FF, (a >> 22) & 0x1FF
+    if (x_raw >= chip.width).any() or (y >= chip.height).any():
+        raise ValueError("outside the sensor")
+    return columns(t, chip.width - 1 - x_raw, y, (a >> 11) & 1)
+
+
+@pytest.mark.parametrize("chip", ["DVS128", "DAVIS240", "DAVIS346"])
+@pytest.mark.parametrize("seed", range(6))
+def test_aedat2_matches_the_reference_on_mutated_records(monkeypatch, chip, seed):
+    spec = CHIPS[chip]
+    rng = np.random.default_rng(100 + seed)
+    ev = random_events(3_000, spec.width, spec.height, seed=seed, t0=(1 << 32) - 40_000)
+    records = np.zeros(len(ev), dtype=RECORD)
+    records["a"] = encode_addresses(ev, spec)
+    records["t"] = ev["t"] % (1 << 32)
+    picks = rng.integers(0, len(records), 40)
+    records["a"][picks[:20]] ^= (1 << rng.integers(0, 32, 20)).astype(np.uint32)  # specials, coordinates
+    records["t"][picks[20:]] = rng.integers(0, 1 << 32, 20, dtype=np.uint32)  # wraps and steps back
+    monkeypatch.setattr("events.aedat2.CHUNK_EVENTS", int(rng.integers(5, 400)))
+    data = f"#!AER-DAT2.0\r\n# AEChip: {spec.jaer_class}\r\n".encode() + records.tobytes()
+    try:
+        expected = _aedat2_reference(records, spec)
+    except ValueError:
+        with pytest.raises(EventDecodeError, match="outside the"):
+            decode("aedat2", data)
+        return
+    assert np.array_equal(decode("aedat2", data).events, expected)
+
+
+def _aedat3_reference(data: bytes, sensor: tuple[int, int]) -> tuple[np.ndarray, dict[int, int]]:
+    """The packet rules written out with ``struct`` and NumPy, one packet at a time."""
+    pos = data.index(b"\n", data.index(b"#!END-HEADER")) + 1
+    parts, skipped = [columns([], [], [], [])], {}
+    while pos < len(data):
+        if pos + 28 > len(data):
+            raise ValueError("truncated header")
+        kind, _, size, ts_offset, overflow, capacity, number, _ = PACKET_HEADER.unpack_from(data, pos)
+        if size <= 0 or capacity < 0 or number < 0 or number > capacity or overflow < 0:
+            raise ValueError("absurd header")
+        if pos + 28 + capacity * size > len(data):
+            raise ValueError("past the end")
+        if kind == 1:
+            if size != 8 or ts_offset != 4:
+                raise ValueError("polarity size")
+            body = np.frombuffer(data, AEDAT3_EVENT, number, pos + 28)
+            body = body[(body["data"] & 1) == 1]
+            word, t = body["data"], body["t"]
+            x, y = word >> 17, (word >> 2) & 0x7FFF
+            if (t < 0).any() or (x >= sensor[0]).any() or (y >= sensor[1]).any():
+                raise ValueError("bad event")
+            parts.append(columns((overflow << 31) | t.astype(np.int64), x, y, (word >> 1) & 1))
+        else:
+            skipped[kind] = skipped.get(kind, 0) + 1
+        pos += 28 + capacity * size
+    return np.concatenate(parts), skipped
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_aedat3_matches_the_reference_on_mutated_packets(monkeypatch, seed):
+    rng = np.random.default_rng(200 + seed)
+    ev = random_events(2_000, 128, 128, seed=seed, t0=(1 << 31) - 30_000)
+    buffer = io.BytesIO()
+    per_packet = int(rng.integers(1, 700))
+    write_aedat3(buffer, ev, (128, 128), packet_events=per_packet)
+    data = bytearray(buffer.getvalue())
+    header_end = data.index(b"\n", data.index(b"#!END-HEADER")) + 1
+    if rng.random() < 0.5:  # a skipped packet (frame, IMU, ...) between two polarity packets
+        at = header_end + (28 + 8 * per_packet) * int(rng.integers(0, len(ev) // per_packet))
+        data[at:at] = PACKET_HEADER.pack(int(rng.integers(-5, 9)), 1, 12, 4, 0, 3, 2, 2) + bytes(36)
+    for _ in range(int(rng.integers(0, 4))):  # flips in events: valid bits, coordinates, timestamps
+        data[int(rng.integers(header_end, len(data)))] ^= 1 << int(rng.integers(0, 8))
+    if rng.random() < 0.3:  # and sometimes in a header field or the length
+        data = data[: int(rng.integers(header_end, len(data)))]
+    data = bytes(data)
+    monkeypatch.setattr("events.aedat3.WINDOW", int(rng.integers(28, 5_000)))
+    try:
+        expected, skipped = _aedat3_reference(data, (128, 128))
+    except ValueError:
+        with pytest.raises(EventDecodeError):
+            decode("aedat3", data)
+        return
+    recording = decode("aedat3", data)
+    assert np.array_equal(recording.events, expected)
+    assert recording.metadata["skipped_packets_by_type"] == skipped
