@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,6 +15,8 @@ from events.formats import BY_NAME, FORMATS
 from events.recording import Recording
 
 SNIFF_BYTES = 4096
+SPOOL_BYTES = 16 << 20  # a non-seekable source (pipe, socket) larger than this is spooled to disk
+COPY_BYTES = 1 << 20
 
 
 def detect_format(head: bytes, filename: str | None = None) -> Format:
@@ -38,7 +42,8 @@ def load(
 
     ``format`` (a name from ``events.formats``) overrides detection. Every problem with the
     content raises ``EventDecodeError``; an unknown format raises its subclass
-    ``UnknownFormatError``.
+    ``UnknownFormatError``. Decoders seek, so a non-seekable file object is first copied in
+    1 MB pieces to a temporary file (in memory up to ``SPOOL_BYTES``, on disk beyond).
     """
     limits = limits or DecodeLimits()
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -46,9 +51,12 @@ def load(
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as stream:
             return _load_stream(stream, format, limits, os.fspath(source))
-    if not source.seekable():
-        source = io.BytesIO(source.read())
-    return _load_stream(source, format, limits, getattr(source, "name", None))
+    if source.seekable():
+        return _load_stream(source, format, limits, getattr(source, "name", None))
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spooled:
+        shutil.copyfileobj(source, spooled, COPY_BYTES)
+        spooled.seek(0)
+        return _load_stream(spooled, format, limits, getattr(source, "name", None))
 
 
 def _load_stream(stream: BinaryIO, format: str | None, limits: DecodeLimits, name: str | None) -> Recording:
