@@ -40,14 +40,20 @@ size (stated or derived, see ``events.prophesee_header``), a header that declare
 version, or more than ``DecodeLimits.max_events`` events raise ``EventDecodeError``; the output
 never grows past the limit (a file of dense vectors cannot allocate more).
 
-Speed: the state machine is one compiled loop (numba, already the framing's runtime dependency)
-over 2 MB chunks, writing straight into the output. A NumPy formulation (``decode_numpy``: the
+Speed: decoding is a compiled loop (numba, already the framing's runtime dependency) over 2 MB
+chunks, not NumPy: the format is a state machine, and a NumPy formulation (``decode_numpy``: the
 words of each kind gathered once, the state each event word sees spread with ``np.repeat`` over
-the runs of event words between state words, vector masks expanded bit rank by bit rank) is
-kept as the reference the compiled loop is tested and fuzzed against; it needs about twenty
-array passes per word and, at the 2.5-4 words per event of real files, runs at a fifth of the
-native decoders' speed, which is why the loop is compiled. The loop never writes past the room
-it was given (it stops while 12 slots remain), so hostile input cannot make it overrun memory.
+the runs of event words between state words, vector masks expanded bit rank by bit rank) needs
+about twenty array passes per word and, at the 2.5-4 words per event of real files, runs at a
+fifth of the native decoders' speed. It is kept as the reference the compiled loop is tested and
+fuzzed against. The loop writes each event straight into the packed output (a record, not four
+strided column views), indexes with unsigned integers (no negative-index fix-up per access),
+leaves the sensor extent to the output (only a header without geometry needs it), and expands a
+vector word by writing all 12 slots and advancing by each mask bit, with no branch per bit. Its
+cost is the branch on each word's type (a loop that only tracks row and time over the same words
+takes 60% of its time); formulations without that branch (selects or masks per word) were slower,
+as they lengthen the chain each word waits on. The loop never writes past the room it was given
+(it stops while 12 slots remain), so hostile input cannot make it overrun memory.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from typing import BinaryIO
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import leading_zeros
 
 from events.chunked import read_words
 from events.errors import EventDecodeError
@@ -283,8 +290,9 @@ def _run(w, state, width, height, t0, out):  # pragma: no cover - compiled
     Fills ``out`` (``EVENT_DTYPE``) and stops before a word that might not fit (a vector word
     makes up to 12 events) or at the end; stores the state and the next word index back into
     ``state`` and returns the number of events written, or -2 with ``state[8]`` = the word index
-    when an event lies outside ``width x height``. Indices are cast to unsigned so the compiler
-    drops its negative-index handling (about a sixth of the loop's time).
+    when an event lies outside ``width x height``. Slots past the returned count may be written.
+    ``state[10]`` keeps the largest vector column, which may not fit the output's uint16 when the
+    header states no size.
     """
     started, high, loops, high_abs = state[0], state[1], state[2], state[3]
     t, y, base, pol = state[4], state[5], state[6], state[7]
@@ -333,19 +341,20 @@ def _run(w, state, width, height, t0, out):  # pragma: no cover - compiled
             pol = c >> 11
         elif kind == 4 or kind == 5:  # VECT_12 / VECT_8
             bits = 12 if kind == 4 else 8
-            if y < 0x8000 and base >= 0:
-                for b in range(bits):
-                    if (c >> b) & 1:
-                        x = base + b
-                        if x >= width or y >= height:
-                            state[8] = i
-                            return -2
-                        r = out[np.uint64(k)]
-                        r.t = t + t0
-                        r.x = x
-                        r.y = y
-                        r.p = pol
-                        k += 1
+            m = c & ((1 << bits) - 1)
+            if y < 0x8000 and base >= 0 and m:
+                last = base + 63 - leading_zeros(m)
+                if last >= width or y >= height:
+                    state[8] = i
+                    return -2
+                state[10] = max(state[10], last)
+                for b in range(12):
+                    r = out[np.uint64(k)]
+                    r.t = t + t0
+                    r.x = base + b
+                    r.y = y
+                    r.p = pol
+                    k += (m >> b) & 1
             base += bits
         i += 1
     state[0], state[1], state[2], state[3] = started, high, loops, high_abs
@@ -389,18 +398,21 @@ def _decode_with(stream: BinaryIO, limits: DecodeLimits, compiled: bool) -> Reco
     body = open_evt_body(stream, NAME, "3.0", 2, MAX_SIZE)
     header, size, start, end = body.header, body.size, body.start, body.end
     sink = EventSink(NAME, limits.max_events, (end - start) // 2)  # at most one event per word without vectors
-    if compiled:
-        extent = None  # the sensor size, when the header has none, is then taken from the output
-        state = np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0], dtype=np.int64)
-        for offset, words in read_words(stream, NAME, start, end, "<u2"):
-            _decode_words_compiled(words, offset, state, sink, size, header.t0)
-    else:
-        extent = Extent()
+    extent = Extent()
+    if not compiled:
         st = _State()
         for offset, words in read_words(stream, NAME, start, end, "<u2"):
             for i in range(0, len(words), PIECE_WORDS):
                 _decode_piece(words[i : i + PIECE_WORDS], offset + 2 * i, st, sink, size, header.t0, extent)
-    return make_recording(NAME, sink.result(), header, {"evt_version": "3.0"}, extent)
+        return make_recording(NAME, sink.result(), header, {"evt_version": "3.0"}, extent)
+    state = np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0, -1], dtype=np.int64)
+    for offset, words in read_words(stream, NAME, start, end, "<u2"):
+        _decode_words_compiled(words, offset, state, sink, size, header.t0)
+    events = sink.result()
+    if size is None:  # only then is the extent needed: taken from the output, not in the loop
+        extent.update(events["x"], events["y"])
+        extent.x = max(extent.x, int(state[10]))
+    return make_recording(NAME, events, header, {"evt_version": "3.0"}, extent)
 
 
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:

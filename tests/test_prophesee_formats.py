@@ -392,6 +392,22 @@ def test_evt3_compiled_equals_numpy_reference_on_word_soup(seed):
         assert np.array_equal(outcomes[0], outcomes[1])
 
 
+@pytest.mark.parametrize(
+    "words",
+    [
+        [TH(0), Y(3), VBX(2040)] + [0x4FFF] * 6000 + [Y(5), X(7), 0x5081],  # vector columns past uint16
+        [TH(9), Y(700), X(1279), TL(4), VBX(0, 0), 0x4801, 0x4000, 0x5080, Y(2, cd=False), X(5)],
+        [TL(3), Y(1), X(2)],  # no time base: no events, a 1x1 sensor
+    ],
+)
+def test_evt3_without_geometry_compiled_equals_numpy_reference_sensor_included(words):
+    data = b"% evt 3.0\n% end\n" + np.array(words, dtype="<u2").tobytes()
+    compiled = events.evt3.EVT3.decode(io.BytesIO(data), DecodeLimits())
+    reference = events.evt3.decode_numpy(io.BytesIO(data), DecodeLimits())
+    assert np.array_equal(compiled.events, reference.events)
+    assert compiled.sensor_size == reference.sensor_size and not compiled.sensor_from_header
+
+
 # -- hostile input -----------------------------------------------------------------------------------
 
 
