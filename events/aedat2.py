@@ -85,20 +85,28 @@ def _header_chip(lines: list[str]) -> Chip | None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_records(buf, out, state, davis, width, height, strict):  # pragma: no cover - compiled
-    """Decode the big-endian records in ``buf`` into ``out`` (at least one slot per record) in one pass.
+def _swap(word):  # pragma: no cover - compiled
+    """A big-endian uint32 read as little-endian, put right (LLVM makes this one bswap)."""
+    return ((word & 0xFF) << 24) | ((word & 0xFF00) << 8) | ((word >> 8) & 0xFF00) | (word >> 24)
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_records(words, out, state, davis, width, height, strict):  # pragma: no cover - compiled
+    """Decode records (``words``: the raw bytes as native uint32, two per record) into ``out`` (at
+    least one slot per record) in one pass.
 
     Returns ``(events kept, problem)``: a problem is an address above 16 bits in ``strict`` DVS128
     mode, or a DAVIS DVS event outside ``width x height`` (the caller finds which). Every record is
     written and the count advances only for kept ones, so the loop has no data-dependent branch.
     ``state`` = [last raw timestamp (-1: none yet), wraps so far] carries the unwrap across windows.
     """
-    last, wraps, kept, problem = state[0], state[1], np.uint64(0), False
-    for i in range(len(buf) // 8):
-        j = 8 * i
-        a = (np.int64(buf[j]) << 24) | (np.int64(buf[j + 1]) << 16) | (np.int64(buf[j + 2]) << 8) | buf[j + 3]
-        t = (np.int64(buf[j + 4]) << 24) | (np.int64(buf[j + 5]) << 16) | (np.int64(buf[j + 6]) << 8) | buf[j + 7]
-        wraps += (last >= 0) & (last - t > 1 << 31)
+    if len(words) == 0:
+        return np.uint64(0), False
+    last = state[0] if state[0] >= 0 else _swap(words[1])
+    wraps, kept, problem = state[1], np.uint64(0), False
+    for i in range(len(words) // 2):
+        a, t = _swap(words[2 * i]), _swap(words[2 * i + 1])
+        wraps += last - t > 1 << 31
         last = t
         event = out[kept]
         event.t = t + (wraps << 32)
@@ -110,7 +118,7 @@ def _decode_records(buf, out, state, davis, width, height, strict):  # pragma: n
         else:
             keep = a < 0x8000
             problem |= strict & (a > 0xFFFF)
-            event.x, event.y, event.p = 127 - ((a >> 1) & 0x7F), (a >> 8) & 0x7F, 1 - (a & 1)
+            event.x, event.y, event.p = (~a >> 1) & 0x7F, (a >> 8) & 0x7F, ~a & 1
         kept += np.uint64(keep)
     state[0], state[1] = last, wraps
     return kept, problem
@@ -147,7 +155,7 @@ def _decode_pass(stream, start, end, chip: Chip, strict_dvs128: bool, limits: De
         n = len(buf) // 8
         near_limit = sink.count + n > sink.max_events  # decode into scratch: only the count may go to the sink
         out = np.empty(n, dtype=EVENT_DTYPE) if near_limit else sink.reserve(n, offset)
-        kept, problem = _decode_records(buf, out, state, davis, chip.width, chip.height, strict_dvs128)
+        kept, problem = _decode_records(buf.view(np.uint32), out, state, davis, chip.width, chip.height, strict_dvs128)
         if problem:
             raise _outside(buf, chip, offset) if davis else _NotDvs128
         if near_limit:

@@ -106,6 +106,16 @@ def _le32(buf, at):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _le64(buf, at):  # pragma: no cover - compiled
+    """The little-endian int64 at ``buf[at]`` (LLVM makes this one load)."""
+    low = (
+        np.int64(buf[at]) | (np.int64(buf[at + 1]) << 8) | (np.int64(buf[at + 2]) << 16) | (np.int64(buf[at + 3]) << 24)
+    )
+    high = np.int64(buf[at + 4]) | (np.int64(buf[at + 5]) << 8) | (np.int64(buf[at + 6]) << 16)
+    return low | (high << 32) | (np.int64(buf[at + 7]) << 56)
+
+
+@numba.njit(cache=True, nogil=True)
 def _polarity_events(body, out, high, width, height):  # pragma: no cover - compiled
     """Decode the polarity events in ``body`` into ``out`` (one slot per event); returns ``(kept, problem)``.
 
@@ -115,41 +125,39 @@ def _polarity_events(body, out, high, width, height):  # pragma: no cover - comp
     """
     kept, problem = np.uint64(0), False
     for i in range(len(body) // 8):
-        word, t = _le32(body, 8 * i), _le32(body, 8 * i + 4)
-        x, y, valid = (word >> 17) & 0x7FFF, (word >> 2) & 0x7FFF, word & 1
+        event_bytes = _le64(body, 8 * i)  # int32 data, then int32 timestamp
+        t, valid = event_bytes >> 32, event_bytes & 1
+        x, y = (event_bytes >> 17) & 0x7FFF, (event_bytes >> 2) & 0x7FFF
         problem |= (valid == 1) & ((t < 0) | (x >= width) | (y >= height))
         event = out[kept]
-        event.t, event.x, event.y, event.p = high | t, x, y, (word >> 1) & 1
+        event.t, event.x, event.y, event.p = high | t, x, y, (event_bytes >> 1) & 1
         kept += np.uint64(valid)
     return kept, problem
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_window(buf, to_end, out, width, height, state, skipped, order, problem):  # pragma: no cover - compiled
-    """Walk the packets in ``buf`` (``to_end`` bytes from its start to the end of the file) and decode
-    their polarity events into ``out`` (at least one slot per 8 bytes); returns ``(kept, consumed)``.
+def _walk_packets(buf, to_end, state, skipped, order, problem, runs):  # pragma: no cover - compiled
+    """Walk the packet headers in ``buf`` (``to_end`` bytes from its start to the end of the file),
+    validating each; returns ``(polarity runs, bytes consumed)``.
 
-    A packet may start or end outside ``buf``: ``state`` = [polarity events still to read, their
-    ``tsOverflow << 31``, padding bytes after them, skipped types seen] carries it to the next
-    window, and a body that runs past the window counts as consumed. A problem stops the walk:
-    ``problem`` = [code, offset in ``buf``, then the header's type, size, capacity, number and
-    timestamp offset, or for ``BAD_EVENT`` the number of events from that offset].
+    ``runs`` (one row per 36 bytes, the smallest packet with an event) gets each run of polarity
+    events in ``buf``: offset, event count, ``tsOverflow << 31``. A packet may start or end outside
+    ``buf``: ``state`` = [polarity events still to read, their ``tsOverflow << 31``, padding bytes
+    after them, skipped types seen] carries it to the next window, and a body that runs past the
+    window counts as consumed. A problem stops the walk: ``problem`` = [code, offset in ``buf``, the
+    header's type, size, capacity, number, timestamp offset].
     """
-    at, kept, n = 0, 0, len(buf)
+    at, found, n = 0, 0, len(buf)
     pending, high, padding = state[PENDING], state[HIGH], state[PADDING]
     while True:
-        if pending:
-            count = min(pending, (n - at) // 8)
-            body = buf[at : at + 8 * count]
-            got, bad = _polarity_events(body, out[kept : kept + count], high, width, height)
-            if bad:
-                problem[0], problem[1], problem[2] = BAD_EVENT, at, count
-                return kept, at
-            kept += np.int64(got)
+        count = min(pending, (n - at) // 8)
+        if count:
+            runs[found, 0], runs[found, 1], runs[found, 2] = at, count, high
+            found += 1
             pending -= count
             at += 8 * count
-            if pending:
-                break
+        if pending:
+            break
         at += padding
         padding = 0
         if at + 28 > n:
@@ -160,14 +168,14 @@ def _decode_window(buf, to_end, out, width, height, state, skipped, order, probl
         problem[2], problem[3], problem[4], problem[5], problem[6] = kind, size, capacity, number, ts_offset
         if size <= 0 or capacity < 0 or number < 0 or number > capacity or overflow < 0:
             problem[0], problem[1] = ABSURD, at
-            return kept, at
+            break
         if capacity * size > to_end - at - 28:
             problem[0], problem[1] = PAST_END, at
-            return kept, at
+            break
         if kind == POLARITY:
             if size != 8 or ts_offset != 4:
                 problem[0], problem[1] = BAD_POLARITY, at
-                return kept, at
+                break
             pending, high, padding = number, overflow << 31, 8 * (capacity - number)
         else:
             if skipped[kind & 0xFFFF] == 0:
@@ -177,7 +185,24 @@ def _decode_window(buf, to_end, out, width, height, state, skipped, order, probl
             padding = capacity * size
         at += 28
     state[PENDING], state[HIGH], state[PADDING] = pending, high, padding
-    return kept, at
+    return found, at
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_window(buf, to_end, out, width, height, state, skipped, order, problem, runs):  # pragma: no cover
+    """Walk the packets in ``buf``, then decode their polarity events into ``out`` (at least one slot
+    per 8 bytes); returns ``(kept, bytes consumed)``. Headers are checked before any event (a header
+    problem wins); an event problem sets ``problem`` = [BAD_EVENT, offset in ``buf``, events there]."""
+    found, used = _walk_packets(buf, to_end, state, skipped, order, problem, runs)
+    kept = 0
+    for r in range(found if problem[0] == 0 else 0):
+        at, count, high = runs[r, 0], runs[r, 1], runs[r, 2]
+        got, bad = _polarity_events(buf[at : at + 8 * count], out[kept : kept + count], high, width, height)
+        if bad:
+            problem[0], problem[1], problem[2] = BAD_EVENT, at, count
+            break
+        kept += np.int64(got)
+    return kept, used
 
 
 def _bad_event(body: np.ndarray, offset: int, sensor) -> EventDecodeError:
@@ -230,12 +255,13 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     state, problem = np.zeros(4, dtype=np.int64), np.zeros(7, dtype=np.int64)
     skipped, order = np.zeros(1 << 16, dtype=np.int64), np.zeros(1 << 16, dtype=np.int64)
     buffer = np.empty(min(WINDOW, end - pos), dtype=np.uint8)
+    runs = np.empty((len(buffer) // 36 + 2, 3), dtype=np.int64)
     while pos < end:
         buf = _read_window(stream, buffer, pos, min(WINDOW, end - pos))
         slots = len(buf) // 8
         near_limit = sink.count + slots > sink.max_events  # decode into scratch: only the count may go to the sink
         out = np.empty(slots, dtype=EVENT_DTYPE) if near_limit else sink.reserve(slots, pos)
-        kept, used = _decode_window(buf, end - pos, out, width, height, state, skipped, order, problem)
+        kept, used = _decode_window(buf, end - pos, out, width, height, state, skipped, order, problem, runs)
         if problem[0]:
             raise _problem(problem, buf, pos, sensor)
         if near_limit:
