@@ -9,8 +9,9 @@ AEDAT 2.0 / 3.1 (its header + record readers and the bit extraction of ``read_dv
 
 Timing: every decoder runs once to warm up, then ``--repeats`` times round-robin; medians reported.
 Memory: each decoder runs once more in a fresh subprocess; the peak RSS growth over the
-baseline after importing every decoder library, divided by the event count, is its peak memory per decoded event (our
-output array alone is 13 bytes per event). Run: ``.venv/bin/python -m bench.decode_aedat``.
+baseline after importing every decoder library and decoding a smaller file of the same format
+(imports, numba's compiled-code cache), divided by the event count, is its peak memory per decoded
+event (our output array alone is 13 bytes per event). Run: ``.venv/bin/python -m bench.decode_aedat``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from events.aedat3 import write_aedat3
 from events.aedat4 import COMPRESSIONS, write_aedat4
 
 WORKDIR = Path("/tmp/bench_decode_aedat")
+WARM_EVENTS = 300_000  # more than one 2 MB AEDAT 2.0 window, so warming loads the code a large file runs
 
 
 def generate(n: int, width: int, height: int, seed: int) -> np.ndarray:
@@ -44,22 +46,22 @@ def generate(n: int, width: int, height: int, seed: int) -> np.ndarray:
 FORMATS = ("aedat2", "aedat3", "aedat4")
 
 
-def write_files(n: int, formats: tuple[str, ...] = FORMATS) -> dict[str, Path]:
+def write_files(n: int, formats: tuple[str, ...] = FORMATS, prefix: str = "") -> dict[str, Path]:
     """The benchmark files of ``formats`` (names as in ``events.FORMATS``), labelled for the table."""
     WORKDIR.mkdir(exist_ok=True)
     files = {}
     dvs = generate(n, 128, 128, 0)
     if "aedat2" in formats:
-        files["AEDAT 2.0"] = WORKDIR / "dvs128.aedat"
+        files["AEDAT 2.0"] = WORKDIR / f"{prefix}dvs128.aedat"
         write_aedat2(files["AEDAT 2.0"], dvs, (128, 128), chip="DVS128")
     if "aedat3" in formats:
-        files["AEDAT 3.1"] = WORKDIR / "gesture.aedat"
+        files["AEDAT 3.1"] = WORKDIR / f"{prefix}gesture.aedat"
         write_aedat3(files["AEDAT 3.1"], dvs, (128, 128), packet_events=4096)
     if "aedat4" not in formats:
         return files
     davis = generate(n, 346, 260, 1)
     for compression in COMPRESSIONS:
-        files[f"AEDAT 4 {compression}"] = WORKDIR / f"davis_{compression}.aedat4"
+        files[f"AEDAT 4 {compression}"] = WORKDIR / f"{prefix}davis_{compression}.aedat4"
         write_aedat4(files[f"AEDAT 4 {compression}"], davis, (346, 260), compression)
     return files
 
@@ -123,14 +125,16 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def probe_memory(decoder: str, fmt: str, path: str) -> None:
-    """Subprocess entry: import every decoder library, reset the peak RSS, decode once, report the growth."""
+def probe_memory(decoder: str, fmt: str, path: str, warm: str) -> None:
+    """Subprocess entry: import every decoder library, warm up on ``warm``, reset the peak RSS, decode
+    ``path`` once, report the growth."""
     import gc
     import importlib
 
     for module in ("aedat", "dv_processing", "faery", "tonic.io"):
         importlib.import_module(module)
     function = decoders_for(fmt)[decoder]
+    function(warm)
     gc.collect()
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM (peak RSS) to the current RSS
     baseline = _status_kib("VmRSS")
@@ -138,9 +142,10 @@ def probe_memory(decoder: str, fmt: str, path: str) -> None:
     print(json.dumps({"events": len(out), "peak_kib": _status_kib("VmHWM") - baseline}))
 
 
-def peak_bytes_per_event(decoder: str, fmt: str, path: Path) -> float:
-    """Peak RSS growth per event of one decode, in a fresh process whose earlier peak is dropped."""
-    code = f"from bench.decode_aedat import probe_memory; probe_memory({decoder!r}, {fmt!r}, {str(path)!r})"
+def peak_bytes_per_event(decoder: str, fmt: str, path: Path, warm: Path) -> float:
+    """Peak RSS growth per event of one decode, in a warmed-up fresh process whose earlier peak is dropped."""
+    args = f"{decoder!r}, {fmt!r}, {str(path)!r}, {str(warm)!r}"
+    code = f"from bench.decode_aedat import probe_memory; probe_memory({args})"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     data = json.loads(result.stdout.strip().splitlines()[-1])
     return data["peak_kib"] * 1024 / data["events"]
@@ -156,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     if set(args.formats) != set(FORMATS) and not args.no_write:
         parser.error("--formats with a subset needs --no-write (BENCHMARKS.md holds the whole table)")
     files = write_files(args.events, tuple(args.formats))
+    warm = write_files(WARM_EVENTS, tuple(args.formats), prefix="warm_")
     load_before = os.getloadavg()[0]
     rows, aedat4_ratios, tonic_ratios = [], [], []
     for fmt, path in files.items():
@@ -174,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         others = {k: v for k, v in medians.items() if k != "ours"}
         fastest = min(others, key=others.get)
         (tonic_ratios if fastest == "tonic" else aedat4_ratios).append(others[fastest] / medians["ours"])
-        memory = {name: peak_bytes_per_event(name, fmt, path) for name in candidates}
+        memory = {name: peak_bytes_per_event(name, fmt, path, warm[fmt]) for name in candidates}
         size_mb = path.stat().st_size / 1e6
         ranked = sorted(others.items(), key=lambda kv: kv[1])
         cells = ", ".join(f"{k} {len(reference) / v / 1e6:.1f}" for k, v in ranked)
