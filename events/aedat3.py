@@ -18,14 +18,15 @@ Policies:
 - ``#Format:`` other than ``RAW`` (cAER's compressed variants) is rejected; AEDAT 3.0 files
   (``#!AER-DAT3.0``, same packet layout) are read the same way.
 
-The file is read in 2 MB windows; one compiled pass (numba, ``nogil``) per window walks the packet
-headers and writes each valid polarity event's t, x, y, p straight into the preallocated packed
-output (``EventSink``). A packet that runs past a window carries over (events still to read, its
-tsOverflow, padding), so packets of any size take the same path. A hand-written loop rather than
-NumPy because DVS Gesture files hold many small packets (a Python step per packet costs as much as
-decoding it) and NumPy needs a pass and a temporary per step (valid mask, compaction, timestamp,
-four scatters into the 13-byte records); the loop writes every event and advances the output only
-for valid ones, so it has no data-dependent branch.
+The file is read in 2 MB windows; one compiled call (numba, ``nogil``) per window walks and checks
+the packet headers, then makes a single pass over the polarity events, writing each valid one's
+t, x, y, p straight into the preallocated packed output (``EventSink``). A packet that runs past
+a window carries over (events still to read, its tsOverflow, padding), so packets of any size
+take the same path. A hand-written loop rather than NumPy because DVS Gesture files hold many
+small packets (a Python step per packet costs as much as decoding it) and NumPy needs a pass and
+a temporary per step (valid mask, compaction, timestamp, four scatters into the 13-byte records);
+the loop writes every event and advances the output only for valid ones, so it has no
+data-dependent branch.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ HEADER_LIMIT = 1 << 20
 PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY = 1
 EVENT = np.dtype([("data", "<u4"), ("t", "<i4")])
-CHUNK_EVENTS = 1 << 15
+CHUNK_EVENTS = 1 << 15  # unused since packets carry across windows; kept for callers that set it
 WINDOW = 2 << 20
 
 
