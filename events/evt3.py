@@ -49,11 +49,14 @@ fifth of the native decoders' speed. It is kept as the reference the compiled lo
 fuzzed against. The loop writes each event straight into the packed output (a record, not four
 strided column views), indexes with unsigned integers (no negative-index fix-up per access),
 leaves the sensor extent to the output (only a header without geometry needs it), and expands a
-vector word by writing all 12 slots and advancing by each mask bit, with no branch per bit. Its
-cost is the branch on each word's type (a loop that only tracks row and time over the same words
-takes 60% of its time); formulations without that branch (selects or masks per word) were slower,
-as they lengthen the chain each word waits on. The loop never writes past the room it was given
-(it stops while 12 slots remain), so hostile input cannot make it overrun memory.
+vector word by writing all 12 slots and advancing by each mask bit, with no branch per bit. An
+outer loop works out how many words are sure to fit the room left (12 slots each), so the inner
+loop tests only the word index (a sixth faster than testing the room on every word). What is
+left is mostly the branch on each word's type (a loop over the same words that only tracks row
+and time, writing nothing, takes over 80% of its time); formulations without that branch
+(selects or masks per word) were slower, as they lengthen the chain each word waits on. The loop
+never writes past the room it was given (it stops while 12 slots remain), so hostile input
+cannot make it overrun memory.
 """
 
 from __future__ import annotations
@@ -310,53 +313,55 @@ def _run(w, state, width, height, t0, out):  # pragma: no cover - compiled
             high_abs = high
             t = high_abs << 12
     while i < n and k <= cap:
-        v = np.int64(w[np.uint64(i)])
-        kind = v >> 12
-        c = v & 0xFFF
-        if kind == 2:  # EVT_ADDR_X
-            if y < 0x8000:
-                x = c & 0x7FF
-                if x >= width or y >= height:
-                    state[8] = i
-                    return -2
-                r = out[np.uint64(k)]
-                r.t = t + t0
-                r.x = x
-                r.y = y
-                r.p = c >> 11
-                k += 1
-        elif kind <= 1:  # EVT_ADDR_Y (0) or a non-CD row (1)
-            y = (c & 0x7FF) | (kind << 15)
-        elif kind == 6:  # EVT_TIME_LOW
-            t = (high_abs << 12) | c
-        elif kind == 8:  # EVT_TIME_HIGH
-            if c != high:
-                if high >= c + 2048:
-                    loops += 1
-                high = c
-                high_abs = (loops << 12) + c
-                t = high_abs << 12
-        elif kind == 3:  # VECT_BASE_X
-            base = c & 0x7FF
-            pol = c >> 11
-        elif kind == 4 or kind == 5:  # VECT_12 / VECT_8
-            bits = 12 if kind == 4 else 8
-            m = c & ((1 << bits) - 1)
-            if y < 0x8000 and base >= 0 and m:
-                last = base + 63 - leading_zeros(m)
-                if last >= width or y >= height:
-                    state[8] = i
-                    return -2
-                state[10] = max(state[10], last)
-                for b in range(12):
+        stop = min(n, i + (cap - k) // 12 + 1)  # words that fit whatever they make: one test per word
+        while i < stop:
+            v = np.int64(w[np.uint64(i)])
+            kind = v >> 12
+            c = v & 0xFFF
+            if kind == 2:  # EVT_ADDR_X
+                if y < 0x8000:
+                    x = c & 0x7FF
+                    if x >= width or y >= height:
+                        state[8] = i
+                        return -2
                     r = out[np.uint64(k)]
                     r.t = t + t0
-                    r.x = base + b
+                    r.x = x
                     r.y = y
-                    r.p = pol
-                    k += (m >> b) & 1
-            base += bits
-        i += 1
+                    r.p = c >> 11
+                    k += 1
+            elif kind <= 1:  # EVT_ADDR_Y (0) or a non-CD row (1)
+                y = (c & 0x7FF) | (kind << 15)
+            elif kind == 6:  # EVT_TIME_LOW
+                t = (high_abs << 12) | c
+            elif kind == 8:  # EVT_TIME_HIGH
+                if c != high:
+                    if high >= c + 2048:
+                        loops += 1
+                    high = c
+                    high_abs = (loops << 12) + c
+                    t = high_abs << 12
+            elif kind == 3:  # VECT_BASE_X
+                base = c & 0x7FF
+                pol = c >> 11
+            elif kind == 4 or kind == 5:  # VECT_12 / VECT_8
+                bits = 12 if kind == 4 else 8
+                m = c & ((1 << bits) - 1)
+                if y < 0x8000 and base >= 0 and m:
+                    last = base + 63 - leading_zeros(m)
+                    if last >= width or y >= height:
+                        state[8] = i
+                        return -2
+                    state[10] = max(state[10], last)
+                    for b in range(12):
+                        r = out[np.uint64(k)]
+                        r.t = t + t0
+                        r.x = base + b
+                        r.y = y
+                        r.p = pol
+                        k += (m >> b) & 1
+                base += bits
+            i += 1
     state[0], state[1], state[2], state[3] = started, high, loops, high_abs
     state[4], state[5], state[6], state[7] = t, y, base, pol
     state[9] = i
