@@ -18,9 +18,11 @@ Policies:
 - ``#Format:`` other than ``RAW`` (cAER's compressed variants) is rejected; AEDAT 3.0 files
   (``#!AER-DAT3.0``, same packet layout) are read the same way.
 
-The file is read in 2 MB windows; one compiled call (numba, ``nogil``) per window walks and checks
-the packet headers, then makes a single pass over the polarity events, writing each valid one's
-t, x, y, p straight into the preallocated packed output (``EventSink``). A packet that runs past
+The file is read in 2 MB windows. Per window, a compiled walk (numba, ``nogil``) checks the packet
+headers and lists the runs of polarity events, then a second compiled function makes a single pass
+over those runs, writing each valid event's t, x, y, p straight into the preallocated packed
+output (``EventSink``); kept apart, the event loop compiles to tighter code than one function doing
+both. A packet that runs past
 a window carries over (events still to read, its tsOverflow, padding), so packets of any size
 take the same path. A hand-written loop rather than NumPy because DVS Gesture files hold many
 small packets (a Python step per packet costs as much as decoding it) and NumPy needs a pass and
@@ -94,7 +96,7 @@ def _check_format(lines: list[str]) -> None:
             raise EventDecodeError(NAME, f"unsupported '#Format: {match.group(1)}' (only RAW)", 0)
 
 
-ABSURD, PAST_END, BAD_POLARITY, BAD_EVENT = 1, 2, 3, 4
+ABSURD, PAST_END, BAD_POLARITY = 1, 2, 3
 PENDING, HIGH, PADDING, SEEN = 0, 1, 2, 3
 NO_SENSOR = 1 << 15  # above every x and y a polarity event can hold
 
@@ -109,11 +111,10 @@ def _le32(buf, at):  # pragma: no cover - compiled
 @numba.njit(cache=True, nogil=True)
 def _le64(buf, at):  # pragma: no cover - compiled
     """The little-endian int64 at ``buf[at]`` (LLVM makes this one load)."""
-    low = (
-        np.int64(buf[at]) | (np.int64(buf[at + 1]) << 8) | (np.int64(buf[at + 2]) << 16) | (np.int64(buf[at + 3]) << 24)
-    )
-    high = np.int64(buf[at + 4]) | (np.int64(buf[at + 5]) << 8) | (np.int64(buf[at + 6]) << 16)
-    return low | (high << 32) | (np.int64(buf[at + 7]) << 56)
+    value = np.int64(0)
+    for i in range(8):
+        value |= np.int64(buf[at + i]) << (8 * i)
+    return value
 
 
 @numba.njit(cache=True, nogil=True)
@@ -190,20 +191,17 @@ def _walk_packets(buf, to_end, state, skipped, order, problem, runs):  # pragma:
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_window(buf, to_end, out, width, height, state, skipped, order, problem, runs):  # pragma: no cover
-    """Walk the packets in ``buf``, then decode their polarity events into ``out`` (at least one slot
-    per 8 bytes); returns ``(kept, bytes consumed)``. Headers are checked before any event (a header
-    problem wins); an event problem sets ``problem`` = [BAD_EVENT, offset in ``buf``, events there]."""
-    found, used = _walk_packets(buf, to_end, state, skipped, order, problem, runs)
+def _decode_runs(buf, runs, out, width, height):  # pragma: no cover - compiled
+    """Decode the polarity ``runs`` that ``_walk_packets`` found in ``buf`` into ``out`` (at least one
+    slot per event); returns ``(kept, index of the run with a bad event or -1)``."""
     kept = 0
-    for r in range(found if problem[0] == 0 else 0):
+    for r in range(len(runs)):
         at, count, high = runs[r, 0], runs[r, 1], runs[r, 2]
         got, bad = _polarity_events(buf[at : at + 8 * count], out[kept : kept + count], high, width, height)
         if bad:
-            problem[0], problem[1], problem[2] = BAD_EVENT, at, count
-            break
+            return kept, r
         kept += np.int64(got)
-    return kept, used
+    return kept, -1
 
 
 def _bad_event(body: np.ndarray, offset: int, sensor) -> EventDecodeError:
@@ -219,12 +217,9 @@ def _bad_event(body: np.ndarray, offset: int, sensor) -> EventDecodeError:
     return EventDecodeError(NAME, where, offset + 8 * i)
 
 
-def _problem(problem: np.ndarray, buf: np.ndarray, pos: int, sensor) -> EventDecodeError:
-    """The error for a problem ``_decode_window`` met in the window ``buf`` read at ``pos``."""
-    code, at, *numbers = problem.tolist()
-    if code == BAD_EVENT:
-        return _bad_event(buf[at : at + 8 * numbers[0]], pos + at, sensor)
-    kind, size, capacity, number, ts_offset = numbers
+def _problem(problem: np.ndarray, pos: int) -> EventDecodeError:
+    """The error for a header problem ``_walk_packets`` met in the window read at ``pos``."""
+    code, at, kind, size, capacity, number, ts_offset = problem.tolist()
     if code == ABSURD:
         where = f"absurd packet header (type {kind}, size {size}, capacity {capacity}, number {number})"
     elif code == PAST_END:
@@ -262,9 +257,13 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
         slots = len(buf) // 8
         near_limit = sink.count + slots > sink.max_events  # decode into scratch: only the count may go to the sink
         out = np.empty(slots, dtype=EVENT_DTYPE) if near_limit else sink.reserve(slots, pos)
-        kept, used = _decode_window(buf, end - pos, out, width, height, state, skipped, order, problem, runs)
+        found, used = _walk_packets(buf, end - pos, state, skipped, order, problem, runs)
         if problem[0]:
-            raise _problem(problem, buf, pos, sensor)
+            raise _problem(problem, pos)
+        kept, bad = _decode_runs(buf, runs[:found], out, width, height)
+        if bad >= 0:
+            at, count, _ = runs[bad].tolist()
+            raise _bad_event(buf[at : at + 8 * count], pos + at, sensor)
         if near_limit:
             sink.reserve(kept, pos)[:] = out[:kept]
         else:
