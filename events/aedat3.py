@@ -20,15 +20,14 @@ Policies:
 
 The file is read in 2 MB windows. Per window, a compiled walk (numba, ``nogil``) checks the packet
 headers and lists the runs of polarity events, then a second compiled function makes a single pass
-over those runs, writing each valid event's t, x, y, p straight into the preallocated packed
-output (``EventSink``); kept apart, the event loop compiles to tighter code than one function doing
-both. A packet that runs past
-a window carries over (events still to read, its tsOverflow, padding), so packets of any size
-take the same path. A hand-written loop rather than NumPy because DVS Gesture files hold many
-small packets (a Python step per packet costs as much as decoding it) and NumPy needs a pass and
-a temporary per step (valid mask, compaction, timestamp, four scatters into the 13-byte records);
-the loop writes every event and advances the output only for valid ones, so it has no
-data-dependent branch.
+over those runs, writing each valid event's t, x, y, p straight into the preallocated packed output
+(``EventSink``); kept apart, the event loop compiles to tighter code than one function doing both.
+A packet that runs past a window carries over (events still to read, its tsOverflow, padding), so
+packets of any size take the same path. A hand-written loop rather than NumPy because DVS Gesture
+files hold many small packets (a Python step per packet costs as much as decoding it) and NumPy
+needs a pass and a temporary per step (valid mask, compaction, timestamp, four scatters into the
+13-byte records); the loop writes every event and advances the output only for valid ones, so it
+has no data-dependent branch.
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ def _check_format(lines: list[str]) -> None:
 
 
 ABSURD, PAST_END, BAD_POLARITY = 1, 2, 3
-PENDING, HIGH, PADDING, SEEN = 0, 1, 2, 3
+PENDING, HIGH, PADDING = 0, 1, 2
 NO_SENSOR = 1 << 15  # above every x and y a polarity event can hold
 
 
@@ -138,18 +137,19 @@ def _polarity_events(body, out, high, width, height):  # pragma: no cover - comp
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_packets(buf, to_end, state, skipped, order, problem, runs):  # pragma: no cover - compiled
+def _walk_packets(buf, to_end, state, problem, runs, kinds):  # pragma: no cover - compiled
     """Walk the packet headers in ``buf`` (``to_end`` bytes from its start to the end of the file),
-    validating each; returns ``(polarity runs, bytes consumed)``.
+    validating each; returns ``(polarity runs, skipped packets, bytes consumed)``.
 
     ``runs`` (one row per 36 bytes, the smallest packet with an event) gets each run of polarity
-    events in ``buf``: offset, event count, ``tsOverflow << 31``. A packet may start or end outside
-    ``buf``: ``state`` = [polarity events still to read, their ``tsOverflow << 31``, padding bytes
-    after them, skipped types seen] carries it to the next window, and a body that runs past the
-    window counts as consumed. A problem stops the walk: ``problem`` = [code, offset in ``buf``, the
-    header's type, size, capacity, number, timestamp offset].
+    events in ``buf``: offset, event count, ``tsOverflow << 31``; ``kinds`` (one per 28 bytes) the
+    type of each skipped packet. A packet may start or end outside ``buf``: ``state`` = [polarity
+    events still to read, their ``tsOverflow << 31``, padding bytes after them] carries it to the
+    next window, and a body that runs past the window counts as consumed. A problem stops the walk:
+    ``problem`` = [code, offset in ``buf``, the header's type, size, capacity, number, timestamp
+    offset].
     """
-    at, found, n = 0, 0, len(buf)
+    at, found, others, n = 0, 0, 0, len(buf)
     pending, high, padding = state[PENDING], state[HIGH], state[PADDING]
     while True:
         count = min(pending, (n - at) // 8)
@@ -180,14 +180,12 @@ def _walk_packets(buf, to_end, state, skipped, order, problem, runs):  # pragma:
                 break
             pending, high, padding = number, overflow << 31, 8 * (capacity - number)
         else:
-            if skipped[kind & 0xFFFF] == 0:
-                order[state[SEEN]] = kind
-                state[SEEN] += 1
-            skipped[kind & 0xFFFF] += 1
+            kinds[others] = kind
+            others += 1
             padding = capacity * size
         at += 28
     state[PENDING], state[HIGH], state[PADDING] = pending, high, padding
-    return found, at
+    return found, others, at
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,6 +227,13 @@ def _problem(problem: np.ndarray, pos: int) -> EventDecodeError:
     return EventDecodeError(NAME, where, pos + at)
 
 
+def _count_kinds(skipped: dict[int, int], kinds: np.ndarray) -> None:
+    """Add the skipped packet ``kinds`` of one window to ``skipped`` (new types in order of appearance)."""
+    values, first, counts = np.unique(kinds, return_index=True, return_counts=True)
+    for i in np.argsort(first).tolist():
+        skipped[int(values[i])] = skipped.get(int(values[i]), 0) + int(counts[i])
+
+
 def _read_window(stream: BinaryIO, buffer: np.ndarray, pos: int, want: int) -> np.ndarray:
     """``want`` bytes from ``pos`` into the reusable ``buffer``."""
     stream.seek(pos)
@@ -248,18 +253,21 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     end = stream.seek(0, os.SEEK_END)
     sink = EventSink(NAME, limits.max_events, (end - pos) // 8)
     width, height = sensor if sensor is not None else (NO_SENSOR, NO_SENSOR)
-    state, problem = np.zeros(4, dtype=np.int64), np.zeros(7, dtype=np.int64)
-    skipped, order = np.zeros(1 << 16, dtype=np.int64), np.zeros(1 << 16, dtype=np.int64)
+    state, problem = np.zeros(3, dtype=np.int64), np.zeros(7, dtype=np.int64)
     buffer = np.empty(min(WINDOW, end - pos), dtype=np.uint8)
     runs = np.empty((len(buffer) // 36 + 2, 3), dtype=np.int64)
+    kinds = np.empty(len(buffer) // 28 + 1, dtype=np.int16)
+    skipped: dict[int, int] = {}
     while pos < end:
         buf = _read_window(stream, buffer, pos, min(WINDOW, end - pos))
         slots = len(buf) // 8
         near_limit = sink.count + slots > sink.max_events  # decode into scratch: only the count may go to the sink
         out = np.empty(slots, dtype=EVENT_DTYPE) if near_limit else sink.reserve(slots, pos)
-        found, used = _walk_packets(buf, end - pos, state, skipped, order, problem, runs)
+        found, others, used = _walk_packets(buf, end - pos, state, problem, runs, kinds)
         if problem[0]:
             raise _problem(problem, pos)
+        if others:
+            _count_kinds(skipped, kinds[:others])
         kept, bad = _decode_runs(buf, runs[:found], out, width, height)
         if bad >= 0:
             at, count, _ = runs[bad].tolist()
@@ -272,8 +280,7 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
             raise EventDecodeError(NAME, "file ended inside a packet header", pos)
         pos += used
     events = sink.result()
-    kinds = order[: state[SEEN]].tolist()
-    metadata = {"header": lines, "skipped_packets_by_type": {kind: int(skipped[kind & 0xFFFF]) for kind in kinds}}
+    metadata = {"header": lines, "skipped_packets_by_type": skipped}
     if sensor is None:
         return Recording(events, smallest_sensor(events), NAME, sensor_from_header=False, metadata=metadata)
     return Recording(events, sensor, NAME, sensor_from_header=True, metadata=metadata)
