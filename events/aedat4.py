@@ -203,17 +203,6 @@ def _decode_events(payload, offset: int, size: tuple[int, int] | None, sink: Eve
     sink.append(events["t"], x, y, events["on"] != 0, offset)
 
 
-def _grow_by_extrapolation(sink: EventSink, needed: int, done: int, total: int) -> None:
-    """Grow a compressed file's output to the event count its bytes so far predict for the whole.
-
-    Growing re-extrapolates each time the buffer runs short, so the estimate follows the
-    recording's compression ratio and the grown-but-unused tail (which NumPy zero-fills, so it
-    is resident) stays a few percent of the output instead of up to half of it.
-    """
-    predicted = int(sink.count * total / max(1, done) * 1.005) + 1024
-    sink.expect(max(sink.count + needed, min(predicted, total // 2)))  # never presume more than 8x compression
-
-
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     compression, table_position, streams, pos = _read_io_header(stream)
     by_id = {s.id: s for s in streams}
@@ -250,7 +239,7 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
             if budget < 0:
                 raise _over(len(payload), size, budget + len(payload), body)
             if compression and sink.free < len(payload) // EVENT.itemsize and sink.count:
-                _grow_by_extrapolation(sink, len(payload) // EVENT.itemsize, body - first, end - first)
+                sink.extrapolate(len(payload) // EVENT.itemsize, body - first, end - first, (end - first) // 2)
             _decode_events(payload, body, target.size, sink)
         else:
             kind = by_id[stream_id].type
