@@ -48,6 +48,7 @@ class Target:
     suffix: str
     write: Callable[[io.BytesIO, np.ndarray], None]
     sensor: tuple[int, int] = SENSOR
+    rows_of_12: bool = False
 
     @property
     def slug(self) -> str:
@@ -57,16 +58,25 @@ class Target:
 TARGETS = [
     Target("EVT 2.0", ".raw", lambda f, ev: write_evt2(f, ev, SENSOR)),
     Target("EVT 3.0", ".raw", lambda f, ev: write_evt3(f, ev, SENSOR)),
+    Target("EVT 3.0 (vector-dense)", ".raw", lambda f, ev: write_evt3(f, ev, SENSOR), rows_of_12=True),
     Target("DAT", ".dat", lambda f, ev: write_dat(f, ev, SENSOR)),
     Target("AEDAT 3.1", ".aedat", lambda f, ev: write_aedat3(f, ev, (346, 260), source="DAVIS346"), (346, 260)),
     Target("AEDAT 4 (lz4)", ".aedat4", lambda f, ev: write_aedat4(f, ev, (346, 260), compression="lz4"), (346, 260)),
 ]
 
 
-def piece(index: int, sensor: tuple[int, int]) -> np.ndarray:
-    """Events ``index * PIECE_EVENTS ...``, about 1 µs apart, continuing the previous piece's times."""
+def piece(index: int, sensor: tuple[int, int], rows_of_12: bool = False) -> np.ndarray:
+    """Events ``index * PIECE_EVENTS ...``, about 1 µs apart, continuing the previous piece's times.
+
+    ``rows_of_12``: runs of 12 neighbouring pixels on one row at one time (an edge sweeping the
+    sensor), which EVT 3.0 packs into vector words: more events than words.
+    """
     rng = np.random.default_rng(index)
     n = PIECE_EVENTS
+    if rows_of_12:
+        run = index * n // 12 + np.arange(n) // 12
+        x = run * 12 % (sensor[0] - sensor[0] % 12) + np.arange(n) % 12
+        return events.make_events(1_000 + run, x, run % sensor[1], run % 2)
     t = 1_000 + index * n + np.arange(n, dtype=np.int64)
     return events.make_events(t, rng.integers(0, sensor[0], n), rng.integers(0, sensor[1], n), rng.integers(0, 2, n))
 
@@ -74,8 +84,8 @@ def piece(index: int, sensor: tuple[int, int]) -> np.ndarray:
 def header_bytes(target: Target) -> int:
     """How many leading bytes of the writer's output are file header (what a 1-event file shares)."""
     one, two = io.BytesIO(), io.BytesIO()
-    target.write(one, piece(0, target.sensor)[:1])
-    target.write(two, piece(1, target.sensor)[:1])
+    target.write(one, piece(0, target.sensor, target.rows_of_12)[:1])
+    target.write(two, piece(1, target.sensor, target.rows_of_12)[:1])
     a, b = one.getvalue(), two.getvalue()
     same = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
     return _header_end(target, a, same)
@@ -107,7 +117,7 @@ def write_big(target: Target, gigabytes: float) -> tuple[Path, int, int]:
     with open(path, "wb") as out:
         index = 0
         while out.tell() < gigabytes * 1e9:
-            ev = piece(index, target.sensor)
+            ev = piece(index, target.sensor, target.rows_of_12)
             buffer = io.BytesIO()
             target.write(buffer, ev)
             body = buffer.getbuffer()[0 if index == 0 else skip :]
@@ -155,7 +165,7 @@ def measure(target: Target, gigabytes: float, via: str) -> list:
     path, count, x_sum = write_big(target, gigabytes)
     warm = WORKDIR / f"warm{target.suffix}"
     buffer = io.BytesIO()
-    target.write(buffer, piece(0, target.sensor)[:5_000])
+    target.write(buffer, piece(0, target.sensor, target.rows_of_12)[:5_000])
     warm.write_bytes(buffer.getvalue())
     code = f"from bench.streaming import probe; probe({str(path)!r}, {str(warm)!r}, {via!r})"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

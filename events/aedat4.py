@@ -214,10 +214,10 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
         if not pos <= table_position <= end:
             raise EventDecodeError(NAME, f"dataTablePosition {table_position} outside the file", pos)
         end = table_position
-    sink = EventSink(NAME, limits.max_events, (end - pos) // EVENT.itemsize if compression == 0 else 0)
+    inflated = end - pos if compression == 0 else _cap(end - pos, limits.max_decompressed_bytes, limits)
+    sink = EventSink(NAME, limits.max_events, (end - pos) // EVENT.itemsize, most=inflated // EVENT.itemsize)
     budget = limits.max_decompressed_bytes
     skipped: dict[str, int] = {}
-    first = pos
     zstd_context = zstandard.ZstdDecompressor() if compression in (3, 4) else None
     while pos < end:
         stream.seek(pos)
@@ -238,8 +238,6 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
             budget -= len(payload)
             if budget < 0:
                 raise _over(len(payload), size, budget + len(payload), body)
-            if compression and sink.free < len(payload) // EVENT.itemsize and sink.count:
-                sink.extrapolate(len(payload) // EVENT.itemsize, body - first, end - first, (end - first) // 2)
             _decode_events(payload, body, target.size, sink)
         else:
             kind = by_id[stream_id].type

@@ -3,26 +3,56 @@
 Decoders read a file in bounded chunks and append the decoded events here, so a large file
 costs the output plus one chunk, not the raw file plus a list of pieces to concatenate. The
 buffer starts at a capacity hint (e.g. the most events the remaining bytes could hold), grows
-by ``ndarray.resize`` (realloc, usually in place) and is trimmed the same way at the end.
+by ``ndarray.resize`` (realloc, usually in place) and is trimmed the same way at the end
+(shrinking is free). Where the events per byte vary (compressed packets, EVT 3.0 vectors)
+the decoder also gives the most events possible, reserved up front as untouched memory.
 ``max_events`` is enforced on every append, before anything is allocated for it.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from events.errors import LimitExceededError
 from events.recording import EVENT_DTYPE
 
+RESERVE_FROM_BYTES = 64 << 20
+
+
+def _reservable_events() -> int:
+    """Half the machine's physical memory, in events."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        ram = 8 << 30
+    return ram // 2 // EVENT_DTYPE.itemsize
+
 
 class EventSink:
     """Append-only ``EVENT_DTYPE`` buffer with a hard cap on the number of events."""
 
-    def __init__(self, format: str, max_events: int, capacity_hint: int = 0):
+    def __init__(self, format: str, max_events: int, capacity_hint: int = 0, most: int | None = None):
+        """``capacity_hint``: the events expected; ``most``: the most the input could hold.
+
+        With ``most`` of ``RESERVE_FROM_BYTES`` or more, that much room is allocated up front but
+        left untouched (virtual memory, capped by ``max_events`` and half the machine's RAM), so
+        a large input with more events than expected never grows the buffer: growing
+        reallocates, NumPy zero-fills the new room, and with transparent huge pages moving a
+        large block briefly costs a quarter of it again. Below that, growing is cheap.
+        """
         self.format = format
         self.max_events = max_events
         self.count = 0
-        self._buffer = np.empty(max(0, min(capacity_hint, max_events)), dtype=EVENT_DTYPE)
+        hint = max(0, min(capacity_hint, max_events))
+        room = hint
+        if most is not None and most * EVENT_DTYPE.itemsize >= RESERVE_FROM_BYTES:
+            room = max(hint, min(most, max_events, _reservable_events()))
+        try:
+            self._buffer = np.empty(room, dtype=EVENT_DTYPE)
+        except MemoryError:  # a strict overcommit policy refuses the reservation: grow as needed
+            self._buffer = np.empty(hint, dtype=EVENT_DTYPE)
 
     def reserve(self, n: int, offset: int | None = None) -> np.ndarray:
         """A view of the next ``n`` slots, to be filled column by column by the caller."""
@@ -40,18 +70,6 @@ class EventSink:
         target = min(self.max_events, total)
         if target > len(self._buffer):
             self._buffer.resize(target, refcheck=False)
-
-    def extrapolate(self, needed: int, done: int, total: int, most: int) -> None:
-        """Grow to the count the input read so far predicts for the whole (``done`` of ``total``
-        bytes), at least ``needed`` more and at most ``most`` events.
-
-        For inputs whose events per byte vary (compressed packets, EVT 3.0 vectors): growing
-        re-extrapolates each time room runs short, so the grown-but-unused tail (which NumPy
-        zero-fills, so it is resident) stays a fraction of a percent of the output instead of
-        up to half of it.
-        """
-        predicted = int(self.count * total / max(1, done) * 1.005) + 1024
-        self.expect(max(self.count + needed, min(predicted, most)))
 
     @property
     def free(self) -> int:

@@ -372,11 +372,10 @@ BATCH_EVENTS = 1 << 20
 NEAR_LIMIT = 64
 
 
-def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int, span: tuple[int, int]) -> None:
+def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int) -> None:
     """Run the compiled loop over one chunk straight into the sink, a batch of room at a time.
 
-    ``span`` (the body's first and end byte) lets the sink grow by extrapolation when vectors
-    make more events than words. The loop never writes past the room it is given (it stops
+    The loop never writes past the room it is given (it stops
     while 12 slots remain), the unused slots are given back, and within ``NEAR_LIMIT`` events
     of ``max_events`` it fills a small scratch buffer instead so ``LimitExceededError`` comes
     exactly when the limit is passed.
@@ -387,8 +386,6 @@ def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int,
         at = offset + 2 * int(state[9])
         remaining = sink.max_events - sink.count
         if remaining >= NEAR_LIMIT:
-            if sink.free < NEAR_LIMIT:
-                sink.extrapolate(NEAR_LIMIT, at - span[0], span[1] - span[0], 12 * (span[1] - span[0]) // 2)
             room = min(BATCH_EVENTS, remaining, max(sink.free, NEAR_LIMIT))
             out = sink.reserve(room, at)
         else:
@@ -406,7 +403,8 @@ def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int,
 def _decode_with(stream: BinaryIO, limits: DecodeLimits, compiled: bool) -> Recording:
     body = open_evt_body(stream, NAME, "3.0", 2, MAX_SIZE)
     header, size, start, end = body.header, body.size, body.start, body.end
-    sink = EventSink(NAME, limits.max_events, (end - start) // 2)  # at most one event per word without vectors
+    words = (end - start) // 2
+    sink = EventSink(NAME, limits.max_events, words, most=12 * words)  # one event per word, 12 per vector word
     extent = Extent()
     if not compiled:
         st = _State()
@@ -416,7 +414,7 @@ def _decode_with(stream: BinaryIO, limits: DecodeLimits, compiled: bool) -> Reco
         return make_recording(NAME, sink.result(), header, {"evt_version": "3.0"}, extent)
     state = np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0, -1], dtype=np.int64)
     for offset, words in read_words(stream, NAME, start, end, "<u2"):
-        _decode_words_compiled(words, offset, state, sink, size, header.t0, (start, end))
+        _decode_words_compiled(words, offset, state, sink, size, header.t0)
     events = sink.result()
     if size is None:  # only then is the extent needed: taken from the output, not in the loop
         extent.update(events["x"], events["y"])
