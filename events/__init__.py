@@ -1,7 +1,7 @@
 """Event-camera files in, count frames out. Imports nothing else of this project.
 
 Public API: ``load``, ``Recording``, ``EventDecodeError``, ``EVENT_DTYPE``, ``FramingSpec``,
-``frame_events``, ``resolve_sensor_size``.
+``frame_events``, ``resolve_sensor_size``, ``warm_up_decoders``.
 """
 
 from events.errors import EventDecodeError, LimitExceededError, UnknownFormatError
@@ -10,6 +10,7 @@ from events.formats import BY_NAME as FORMATS
 from events.framing import FramingSpec, frame_events
 from events.load import detect_format, load
 from events.recording import EVENT_DTYPE, Recording, make_events, resolve_sensor_size
+from events.warm_up import warm_up_decoders
 
 __all__ = [
     "EVENT_DTYPE",
@@ -25,4 +26,5 @@ __all__ = [
     "load",
     "make_events",
     "resolve_sensor_size",
+    "warm_up_decoders",
 ]

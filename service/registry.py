@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import events
 from export.manifest import MANIFEST_NAME, Manifest, sha256_file
 from service.backends import ARTIFACTS, Backend, create_backend
 from service.batcher import DynamicBatcher
@@ -87,6 +88,11 @@ class Registry:
         except Exception as exc:  # an unreadable repository must not kill the server
             log.exception("model repository unreadable")
             self.startup_error = f"model repository unreadable ({type(exc).__name__})"
+        try:
+            seconds = events.warm_up_decoders()
+            log.info("decoders warmed up", extra={"seconds": round(sum(seconds.values()), 3)})
+        except Exception:  # a cold decoder only makes the first upload slower
+            log.exception("decoder warm-up failed")
         finally:
             self.loaded.set()
         ready = [m.name for m in self.models.values() if m.ready]

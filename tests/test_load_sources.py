@@ -55,3 +55,9 @@ def test_a_truncated_pipe_is_a_decode_error(evt2_file):
     path, _ = evt2_file
     with pipe_of(path.read_bytes()[:-3]) as pipe, pytest.raises(events.EventDecodeError, match="evt2"):
         events.load(pipe)
+
+
+def test_decoder_warm_up_round_trips_a_tiny_file_of_every_compiled_format():
+    seconds = events.warm_up_decoders()
+    assert set(seconds) == {"aedat2", "aedat3", "evt3", "nmnist"}
+    assert all(s > 0 for s in seconds.values())
