@@ -7,8 +7,10 @@ of ``[t_first, t_last]`` with the last event in the last bin (a zero-length reco
 every event in bin 0).
 
 The counting loop is compiled with numba: a single pass with no temporaries is several times
-faster than any NumPy formulation (each needs int64 copies of every column). It is bound by
-one random read-modify-write per event, so recordings of ``PARALLEL_MIN_EVENTS`` or more are
+faster than any NumPy formulation (each needs int64 copies of every column). Sensor to frame
+coordinates are a multiply and a shift (``Scale``), cheaper than a division or a lookup table
+per event and with nothing allocated per sensor size. The loop is bound by one random
+read-modify-write per event, so recordings of ``PARALLEL_MIN_EVENTS`` or more are
 split over ``THREADS`` threads (the kernels release the GIL): by bins when splitting by number,
 so each thread owns whole frames, otherwise by event ranges into private frames that are
 summed. numba's own ``parallel=True`` is not used because its default threading layer may
@@ -31,6 +33,7 @@ SplitBy = Literal["number", "time"]
 
 THREADS = min(2, os.cpu_count() or 1)
 PARALLEL_MIN_EVENTS = 1 << 18
+MAX_SENSOR = 1 << 20  # coordinates are 16-bit; anything larger is a mistake, not a sensor
 _POOL = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="framing")
 
 
@@ -57,59 +60,75 @@ class FramingSpec:
         return cls(int(data["time_steps"]), int(data["width"]), int(data["height"]), data.get("split_by", "number"))
 
 
-@numba.njit(cache=True, nogil=True)
-def _pixel_offsets(out, width: int, height: int):  # pragma: no cover - compiled
-    """Lookup tables from sensor column/row to the flat offset inside one ``h x w`` plane."""
-    h, w = out.shape[2], out.shape[3]
-    column = np.empty(width, dtype=np.int64)
-    for i in range(width):
-        column[i] = i * w // width
-    row = np.empty(height, dtype=np.int64)
-    for i in range(height):
-        row[i] = (i * h // height) * w
-    return column, row
+@dataclass(frozen=True)
+class Scale:
+    """``v -> v * frame // sensor`` for every 16-bit coordinate ``v``, as ``(v * factor) >> shift``.
+
+    Exact: ``factor / 2**shift`` exceeds ``frame / sensor`` by at most ``2**-shift``, so for
+    ``v < 2**16`` the product is off by less than ``1 / sensor``, which is less than the
+    distance from ``v * frame / sensor`` to the next integer whenever that is not zero. A
+    multiply and a shift replace a per-event division or a table lookup.
+    """
+
+    factor: int
+    shift: int
+
+    @classmethod
+    def of(cls, sensor: int, frame: int) -> Scale:
+        if not 0 < frame < 1 << 29 or sensor < 1:
+            raise ValueError(f"cannot scale a {sensor}-pixel axis to {frame}")
+        shift = 17 + sensor.bit_length()
+        return cls((frame << shift) // sensor + 1, shift)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _offset(x, y, sx, kx, sy, ky, w):  # pragma: no cover - compiled
+    """The flat offset of sensor pixel ``(x, y)`` inside one ``h x w`` plane."""
+    return ((np.uint64(y) * sy) >> ky) * w + ((np.uint64(x) * sx) >> kx)
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_number(x, y, p, width, height, out, start, stop) -> int:  # pragma: no cover - compiled
+def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, start, stop) -> int:  # pragma: no cover
     """Events ``[start, stop)`` into bins of ``N // T`` events in order, remainder in the last.
 
     Returns the first bad event index or -1.
     """
     steps = out.shape[0]
-    plane = out.shape[2] * out.shape[3]
+    w = np.uint64(out.shape[3])
+    plane = np.uint64(out.shape[2]) * w
     flat = out.reshape(-1)
-    column, row = _pixel_offsets(out, width, height)
+    width, height = np.uint64(width), np.uint64(height)
     n = len(x)
     per_bin = n // steps
     b = min(start // per_bin, steps - 1)
     i = start
     while i < stop:
         end = stop if b == steps - 1 else min((b + 1) * per_bin, stop)
-        base = 2 * b * plane
+        base = np.uint64(2 * b) * plane
         for j in range(i, end):
-            if x[j] >= width or y[j] >= height:
+            if (np.uint64(x[j]) >= width) | (np.uint64(y[j]) >= height):
                 return j
-            flat[base + (p[j] != 0) * plane + row[y[j]] + column[x[j]]] += 1.0
+            flat[base + np.uint64(p[j] != 0) * plane + _offset(x[j], y[j], sx, kx, sy, ky, w)] += np.float32(1.0)
         i = end
         b += 1
     return -1
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_time(t, x, y, p, width, height, out, start, stop) -> int:  # pragma: no cover - compiled
+def _count_by_time(t, x, y, p, width, height, sx, kx, sy, ky, out, start, stop) -> int:  # pragma: no cover
     """Events ``[start, stop)`` into T equal spans of ``[t_first, t_last]``; returns the first bad index or -1."""
     steps = out.shape[0]
-    plane = out.shape[2] * out.shape[3]
+    w = np.uint64(out.shape[3])
+    plane = np.uint64(out.shape[2]) * w
     flat = out.reshape(-1)
-    column, row = _pixel_offsets(out, width, height)
+    width, height = np.uint64(width), np.uint64(height)
     t0 = t[0]
     span = t[len(t) - 1] - t0
     for i in range(start, stop):
-        if x[i] >= width or y[i] >= height:
+        if (np.uint64(x[i]) >= width) | (np.uint64(y[i]) >= height):
             return i
         b = 0 if span <= 0 else min((t[i] - t0) * steps // span, steps - 1)
-        flat[(2 * b + (p[i] != 0)) * plane + row[y[i]] + column[x[i]]] += 1.0
+        flat[np.uint64(2 * b + (p[i] != 0)) * plane + _offset(x[i], y[i], sx, kx, sy, ky, w)] += np.float32(1.0)
     return -1
 
 
@@ -127,10 +146,13 @@ def _count(events: np.ndarray, width: int, height: int, out: np.ndarray, split_b
     """Count every event into ``out``, on ``THREADS`` threads for large inputs; the first bad index or -1."""
     t, x, y, p = events["t"], events["x"], events["y"], events["p"]
 
+    sx, sy = Scale.of(width, out.shape[3]), Scale.of(height, out.shape[2])
+    scales = (np.uint64(sx.factor), np.uint64(sx.shift), np.uint64(sy.factor), np.uint64(sy.shift))
+
     def count(part: np.ndarray, start: int, stop: int) -> int:
         if split_by == "time":
-            return _count_by_time(t, x, y, p, width, height, part, start, stop)
-        return _count_by_number(x, y, p, width, height, part, start, stop)
+            return _count_by_time(t, x, y, p, width, height, *scales, part, start, stop)
+        return _count_by_number(x, y, p, width, height, *scales, part, start, stop)
 
     n = len(events)
     if n < PARALLEL_MIN_EVENTS or THREADS < 2:
@@ -151,6 +173,8 @@ def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: Framing
     n = len(events)
     if n < spec.time_steps:
         raise EventDecodeError("framing", f"{n} events cannot fill {spec.time_steps} time steps")
+    if not (0 < width <= MAX_SENSOR and 0 < height <= MAX_SENSOR):
+        raise EventDecodeError("framing", f"sensor size {width}x{height} is outside 1..{MAX_SENSOR} pixels a side")
     out = np.zeros((spec.time_steps, 2, spec.height, spec.width), dtype=np.float32)
     bad = _count(events, width, height, out, spec.split_by)
     if bad >= 0:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from events import EventDecodeError, FramingSpec, frame_events, make_events
+from events.framing import Scale
 
 
 def events(t, x=None, y=None, p=None):
@@ -131,3 +132,31 @@ def test_a_large_recording_reports_its_first_event_outside_the_sensor(split):
     x[[450_000, 599_999, 500_000]] = 200
     with pytest.raises(EventDecodeError, match="event 450000 at \\(200, 0\\)"):
         frame_events(events(np.arange(n), x=x), (128, 128), FramingSpec(4, 32, 32, split))
+
+
+@pytest.mark.parametrize(
+    ("sensor", "frame"),
+    [
+        (128, 32),
+        (128, 128),
+        (346, 64),
+        (260, 48),
+        (1280, 1280),
+        (1280, 7),
+        (65535, 3),
+        (65536, 65535),
+        (3, 700),
+        (1 << 20, 5),
+        (1 << 20, 1 << 20),
+    ],
+)
+def test_scale_matches_integer_division_for_every_16_bit_coordinate(sensor, frame):
+    v = np.arange(1 << 16, dtype=np.uint64)
+    scale = Scale.of(sensor, frame)
+    got = (v * np.uint64(scale.factor)) >> np.uint64(scale.shift)
+    np.testing.assert_array_equal(got, v * np.uint64(frame) // np.uint64(sensor))
+
+
+def test_an_absurd_sensor_size_is_a_decode_error_not_an_allocation():
+    with pytest.raises(EventDecodeError, match="sensor size"):
+        frame_events(events([0, 1]), (10**12, 1), FramingSpec(1, 8, 8))
