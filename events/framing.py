@@ -19,6 +19,7 @@ not be entered from several Python threads at once, which the service does.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -132,6 +133,13 @@ def _count_by_time(t, x, y, p, width, height, sx, kx, sy, ky, out, start, stop) 
     return -1
 
 
+@functools.lru_cache(maxsize=64)
+def _kernel_scales(width: int, height: int, w: int, h: int) -> tuple[np.uint64, ...]:
+    """The x and y ``Scale`` as the kernels take them (cached: a server sees few sensor sizes)."""
+    sx, sy = Scale.of(width, w), Scale.of(height, h)
+    return np.uint64(sx.factor), np.uint64(sx.shift), np.uint64(sy.factor), np.uint64(sy.shift)
+
+
 def _cuts(n: int, steps: int, split_by: SplitBy) -> tuple[np.ndarray, bool]:
     """Event ranges for the threads, and whether they cover disjoint bins (so may share one output)."""
     if split_by == "number" and steps >= THREADS:
@@ -146,8 +154,7 @@ def _count(events: np.ndarray, width: int, height: int, out: np.ndarray, split_b
     """Count every event into ``out``, on ``THREADS`` threads for large inputs; the first bad index or -1."""
     t, x, y, p = events["t"], events["x"], events["y"], events["p"]
 
-    sx, sy = Scale.of(width, out.shape[3]), Scale.of(height, out.shape[2])
-    scales = (np.uint64(sx.factor), np.uint64(sx.shift), np.uint64(sy.factor), np.uint64(sy.shift))
+    scales = _kernel_scales(width, height, out.shape[3], out.shape[2])
 
     def count(part: np.ndarray, start: int, stop: int) -> int:
         if split_by == "time":
