@@ -10,6 +10,7 @@ import numpy as np
 
 from events.aedat2 import write_aedat2
 from events.aedat3 import write_aedat3
+from events.aedat4 import write_aedat4
 from events.evt3 import write_evt3
 from events.load import load
 from events.nmnist import write_nmnist
@@ -19,6 +20,7 @@ SENSOR = (34, 34)
 WRITERS = {
     "aedat2": lambda f, ev: write_aedat2(f, ev, (128, 128)),
     "aedat3": lambda f, ev: write_aedat3(f, ev, (128, 128)),
+    "aedat4": lambda f, ev: write_aedat4(f, ev, SENSOR, compression="none"),
     "evt3": lambda f, ev: write_evt3(f, ev, SENSOR),
     "nmnist": lambda f, ev: write_nmnist(f, ev, SENSOR),
 }
