@@ -208,7 +208,9 @@ def main() -> None:
         f"format, written in pieces of {PIECE_EVENTS:,} random events; each decoded once by `events.load` in a "
         "fresh process, from a path and from an open file object. 'peak RSS growth' is measured from just "
         "before the decode; 'beyond output' subtracts the decoded array (13 bytes per event), i.e. the "
-        "decoder's working memory at its peak.\n\n" + table(HEADER, rows)
+        "decoder's working memory at its peak. 'decode s' is wall time including the file reads; the first "
+        "decode of each file ran right after it was written (likely still being flushed to disk) and is "
+        "slower: this table is about memory, decode speeds are in the decoding sections.\n\n" + table(HEADER, rows)
     )
     print(body)
     if not args.no_write:
