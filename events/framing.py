@@ -9,12 +9,12 @@ every event in bin 0).
 The counting loop is compiled with numba: a single pass with no temporaries is several times
 faster than any NumPy formulation (each needs int64 copies of every column). Sensor to frame
 coordinates are a multiply and a shift (``Scale``), cheaper than a division or a lookup table
-per event and with nothing allocated per sensor size. The loop is bound by one random
-read-modify-write per event, so recordings of ``PARALLEL_MIN_EVENTS`` or more are
-split over ``THREADS`` threads (the kernels release the GIL): by bins when splitting by number,
-so each thread owns whole frames, otherwise by event ranges into private frames that are
-summed. numba's own ``parallel=True`` is not used because its default threading layer may
-not be entered from several Python threads at once, which the service does.
+per event and with nothing allocated per sensor size. Recordings of ``PARALLEL_MIN_EVENTS``
+or more are split over ``THREADS`` threads, the calling one and a pool (the kernels release
+the GIL): by bins when splitting by number, so each thread owns whole frames, otherwise by
+event ranges into private frames that are summed. numba's own ``parallel=True`` is not used
+because its default threading layer may not be entered from several Python threads at once,
+which the service does.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ SplitBy = Literal["number", "time"]
 THREADS = min(2, os.cpu_count() or 1)
 PARALLEL_MIN_EVENTS = 1 << 18
 MAX_SENSOR = 1 << 20  # coordinates are 16-bit; anything larger is a mistake, not a sensor
-_POOL = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="framing")
+_POOL = ThreadPoolExecutor(max_workers=max(1, THREADS - 1), thread_name_prefix="framing")
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,10 @@ def _count(events: np.ndarray, width: int, height: int, out: np.ndarray, split_b
         return count(out, 0, n)
     cuts, disjoint = _cuts(n, out.shape[0], split_by)
     parts = [out] * THREADS if disjoint else [out] + [np.zeros_like(out) for _ in range(THREADS - 1)]
-    jobs = [_POOL.submit(count, part, a, b) for part, a, b in zip(parts, cuts[:-1], cuts[1:], strict=True)]
-    bad = [i for i in (job.result() for job in jobs) if i >= 0]
+    ranges = list(zip(parts, cuts[:-1], cuts[1:], strict=True))
+    jobs = [_POOL.submit(count, part, a, b) for part, a, b in ranges[1:]]
+    first = count(*ranges[0])  # on this thread: waking a second pool worker took milliseconds
+    bad = [i for i in (first, *(job.result() for job in jobs)) if i >= 0]
     if not disjoint:
         for part in parts[1:]:
             out += part
