@@ -73,14 +73,16 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
         seconds = False
     else:
         first_row = body.split("\n", 1)[0].split()
-        seconds = "." in first_row[order.index("t")] if len(first_row) > order.index("t") else False
+        if len(first_row) != 4:
+            raise EventDecodeError("csv", f"expected 4 columns, found {len(first_row)}")
+        seconds = "." in first_row[order.index("t")]
         try:
-            table = np.loadtxt(
+            table = np.loadtxt(  # loadtxt allocates max_rows rows up front: never more than the lines
                 io.StringIO(body),
                 dtype=np.float64 if seconds else np.int64,
                 comments="#",
                 ndmin=2,
-                max_rows=limits.max_events + 1,
+                max_rows=min(limits.max_events + 1, len(lines) - skip),
             )
         except ValueError as exc:
             raise EventDecodeError("csv", f"unparseable row ({exc})") from None

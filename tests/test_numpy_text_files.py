@@ -105,3 +105,16 @@ def test_malformed_content_raises_event_decode_error(case):
     data, message = MALFORMED[case]
     with pytest.raises(EventDecodeError, match=message):
         events.load(data)
+
+
+def test_a_csv_with_thousands_of_columns_is_rejected_before_anything_is_allocated_for_it():
+    """Fuzz finding: NumPy's loadtxt allocates max_rows x columns up front (11.5 GiB here)."""
+    import tracemalloc
+
+    wide = b"3,x," * 3861 + b"\n"
+    tracemalloc.start()
+    with pytest.raises(EventDecodeError, match="expected 4 columns, found 7722"):
+        events.load(wide, format="csv", limits=events.DecodeLimits(max_events=200_000))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20
