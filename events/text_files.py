@@ -68,11 +68,12 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
         break
     body = "\n".join(lines[skip:]).replace(",", " ").replace(";", " ")
     body = body.replace("true", "1").replace("false", "0").replace("True", "1").replace("False", "0")
-    if not body.strip():
+    rows = (line.split("#", 1)[0].split() for line in body.split("\n"))
+    first_row = next((row for row in rows if row), None)
+    if first_row is None:
         table = np.empty((0, 4))
         seconds = False
     else:
-        first_row = body.split("\n", 1)[0].split()
         if len(first_row) != 4:
             raise EventDecodeError("csv", f"expected 4 columns, found {len(first_row)}")
         seconds = "." in first_row[order.index("t")]

@@ -118,3 +118,10 @@ def test_a_csv_with_thousands_of_columns_is_rejected_before_anything_is_allocate
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 4 << 20
+
+
+def test_csv_blank_and_comment_lines_before_the_first_row_are_skipped():
+    text = b"t,x,y,p\n\n# recorded 2026\n10,1,2,1  # first\n20,3,4,0\n"
+    recording = events.load(text, format="csv")
+    assert recording.events["t"].tolist() == [10, 20]
+    assert recording.events["p"].tolist() == [1, 0]
