@@ -20,8 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numba
 import numpy as np
 
 import events
+from bench.peak_memory import peak_growth_kib, reset_peak, run_probe
 from bench.report import table, write_section
 from events.aedat2 import write_aedat2
 from events.aedat3 import write_aedat3
@@ -141,36 +140,24 @@ def decoders_for(name: str) -> dict:
     return {"ours": ours, "dv-processing": dv_processing, "aedat": aedat_rs, "faery": faery_rs}
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def probe_memory(decoder: str, fmt: str, path: str, warm: str) -> None:
     """Subprocess entry: import every decoder library, warm up on ``warm``, reset the peak RSS, decode
     ``path`` once, report the growth."""
-    import gc
     import importlib
 
     for module in ("aedat", "dv_processing", "faery", "tonic.io"):
         importlib.import_module(module)
     function = decoders_for(fmt)[decoder]
     function(warm)
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM (peak RSS) to the current RSS
-    baseline = _status_kib("VmRSS")
+    baseline = reset_peak()
     out = function(path)
-    print(json.dumps({"events": len(out), "peak_kib": _status_kib("VmHWM") - baseline}))
+    print(json.dumps({"events": len(out), "peak_kib": peak_growth_kib(baseline)}))
 
 
 def peak_bytes_per_event(decoder: str, fmt: str, path: Path, warm: Path) -> float:
     """Peak RSS growth per event of one decode, in a warmed-up fresh process whose earlier peak is dropped."""
     args = f"{decoder!r}, {fmt!r}, {str(path)!r}, {str(warm)!r}"
-    code = f"from bench.decode_aedat import probe_memory; probe_memory({args})"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    data = json.loads(result.stdout.strip().splitlines()[-1])
+    data = run_probe(f"from bench.decode_aedat import probe_memory; probe_memory({args})")
     return data["peak_kib"] * 1024 / data["events"]
 
 

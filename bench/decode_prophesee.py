@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 import events
+from bench.peak_memory import peak_growth_kib, reset_peak, run_probe
 from bench.report import table, write_section
 from events.evt2 import write_evt2
 from events.evt3 import write_evt3
@@ -126,28 +125,18 @@ def same(reference: np.ndarray, decoder: str, out) -> bool:
     )
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def probe_memory(decoder: str, fmt: str, path: str, warm: str) -> None:
     """Subprocess entry: import every decoder library, warm up, reset the peak RSS, decode once, report."""
-    import gc
     import importlib
 
     for module in ("faery", "evt3", "tonic.io"):
         importlib.import_module(module)
     function = decoders_for(fmt)[decoder]
     function(warm)
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM (peak RSS) to the current RSS
-    baseline = _status_kib("VmRSS")
+    baseline = reset_peak()
     out = function(path)
     n = len(out.x) if decoder == "evt3" else len(out)
-    print(json.dumps({"events": n, "peak_kib": _status_kib("VmHWM") - baseline}))
+    print(json.dumps({"events": n, "peak_kib": peak_growth_kib(baseline)}))
 
 
 def warm_file(fmt: str) -> Path:
@@ -169,12 +158,10 @@ def warm_file(fmt: str) -> Path:
 
 
 def peak_bytes_per_event(decoder: str, fmt: str, path: Path) -> float:
-    code = (
+    data = run_probe(
         "from bench.decode_prophesee import probe_memory; "
         f"probe_memory({decoder!r}, {fmt!r}, {str(path)!r}, {str(warm_file(fmt))!r})"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    data = json.loads(result.stdout.strip().splitlines()[-1])
     return data["peak_kib"] * 1024 / data["events"]
 
 

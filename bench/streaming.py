@@ -16,8 +16,6 @@ import argparse
 import io
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import events
+from bench.peak_memory import peak_growth_kib, reset_peak, run_probe
 from bench.report import table, write_section
 from events.aedat3 import write_aedat3
 from events.aedat4 import MAGIC as AEDAT4_MAGIC
@@ -131,22 +130,11 @@ def write_big(target: Target, gigabytes: float) -> tuple[Path, int, int]:
     return path, count, x_sum
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def probe(path: str, warm: str, via: str) -> None:
     """Subprocess entry: warm up, reset the peak RSS, decode ``path`` once, print the figures."""
-    import gc
-
     limits = events.DecodeLimits(max_events=2_000_000_000)
     events.load(warm, limits=limits)
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")
-    baseline = _status_kib("VmRSS")
+    baseline = reset_peak()
     start = time.perf_counter()
     if via == "file object":
         with open(path, "rb") as stream:
@@ -156,7 +144,7 @@ def probe(path: str, warm: str, via: str) -> None:
     seconds = time.perf_counter() - start
     ev = recording.events
     report = {"events": len(ev), "x_sum": int(ev["x"].sum(dtype=np.int64)), "seconds": seconds}
-    report["peak_kib"] = _status_kib("VmHWM") - baseline
+    report["peak_kib"] = peak_growth_kib(baseline)
     report["monotonic"] = bool(np.all(np.diff(ev["t"][:: max(1, len(ev) // 1_000_000)]) >= 0))
     print(json.dumps(report))
 
@@ -167,9 +155,7 @@ def measure(target: Target, gigabytes: float, via: str) -> list:
     buffer = io.BytesIO()
     target.write(buffer, piece(0, target.sensor, target.rows_of_12)[:5_000])
     warm.write_bytes(buffer.getvalue())
-    code = f"from bench.streaming import probe; probe({str(path)!r}, {str(warm)!r}, {via!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = run_probe(f"from bench.streaming import probe; probe({str(path)!r}, {str(warm)!r}, {via!r})")
     if (got["events"], got["x_sum"]) != (count, x_sum) or not got["monotonic"]:
         raise SystemExit(f"{target.name}: decoded {got['events']} events, wrote {count}")
     output_mb = count * events.EVENT_DTYPE.itemsize / 1e6
