@@ -160,3 +160,22 @@ def test_scale_matches_integer_division_for_every_16_bit_coordinate(sensor, fram
 def test_an_absurd_sensor_size_is_a_decode_error_not_an_allocation():
     with pytest.raises(EventDecodeError, match="sensor size"):
         frame_events(events([0, 1]), (10**12, 1), FramingSpec(1, 8, 8))
+
+
+def test_large_recordings_framed_from_several_threads_at_once_stay_exact():
+    """The service frames uploads on several threads; they share the framing pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(2)
+    n = 300_000
+
+    def recording():
+        x, y, p = rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)
+        return events(np.sort(rng.integers(0, 10**6, n)), x, y, p)
+
+    streams = [recording() for _ in range(4)]
+    specs = [FramingSpec(8, 32, 32), FramingSpec(5, 64, 64, "time")] * 2
+    with ThreadPoolExecutor(4) as callers:
+        results = list(callers.map(lambda s, spec: frame_events(s, (128, 128), spec), streams, specs))
+    for stream, spec, frames in zip(streams, specs, results, strict=True):
+        np.testing.assert_array_equal(frames, reference_frames(stream, (128, 128), spec))
