@@ -55,7 +55,6 @@ HEADER_LIMIT = 1 << 20
 PACKET_HEADER = struct.Struct("<hhiiiiii")
 POLARITY = 1
 EVENT = np.dtype([("data", "<u4"), ("t", "<i4")])
-CHUNK_EVENTS = 1 << 15  # unused since packets carry across windows; kept for callers that set it
 WINDOW = 2 << 20
 
 

@@ -65,12 +65,6 @@ class EventSink:
         self.count = end
         return view
 
-    def expect(self, total: int) -> None:
-        """Grow once to an estimated final count (e.g. extrapolated from the bytes read so far)."""
-        target = min(self.max_events, total)
-        if target > len(self._buffer):
-            self._buffer.resize(target, refcheck=False)
-
     @property
     def free(self) -> int:
         """Slots already allocated past ``count`` (reserving at most this many never reallocates)."""

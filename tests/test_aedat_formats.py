@@ -455,7 +455,6 @@ def test_aedat3_window_edges_and_oversized_packets_decode_the_same(monkeypatch):
     buffer = io.BytesIO()
     write_aedat3(buffer, ev, (128, 128), packet_events=300)
     monkeypatch.setattr("events.aedat3.WINDOW", 3_000)  # packets straddle windows; some exceed one
-    monkeypatch.setattr("events.aedat3.CHUNK_EVENTS", 64)
     assert np.array_equal(events.load(buffer.getvalue()).events, ev)
 
 
