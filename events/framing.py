@@ -4,7 +4,8 @@ Spec (DESIGN.md section 4): ``x' = x * w // W``, ``y' = y * h // H``; channel 0 
 channel 1 = ON; ``split_by="number"`` gives T bins of ``N // T`` events in order with the
 remainder in the last bin (SpikingJelly's convention); ``split_by="time"`` gives T equal spans
 of ``[t_first, t_last]`` with the last event in the last bin (a zero-length recording puts
-every event in bin 0).
+every event in bin 0; in a recording not sorted by time, events before ``t_first`` count in the
+first bin and events after ``t_last`` in the last, never outside the frames).
 
 The counting loop is compiled with numba: a single pass with no temporaries is several times
 faster than any NumPy formulation (each needs int64 copies of every column). Sensor to frame
@@ -128,7 +129,7 @@ def _count_by_time(t, x, y, p, width, height, sx, kx, sy, ky, out, start, stop) 
     for i in range(start, stop):
         if (np.uint64(x[i]) >= width) | (np.uint64(y[i]) >= height):
             return i
-        b = 0 if span <= 0 else min((t[i] - t0) * steps // span, steps - 1)
+        b = 0 if span <= 0 else min(max((t[i] - t0) * steps // span, 0), steps - 1)
         flat[np.uint64(2 * b + (p[i] != 0)) * plane + _offset(x[i], y[i], sx, kx, sy, ky, w)] += np.float32(1.0)
     return -1
 

@@ -107,7 +107,7 @@ def reference_frames(stream: np.ndarray, sensor: tuple[int, int], spec: FramingS
         bins = (
             np.zeros(n, np.int64)
             if span <= 0
-            else np.minimum((t - t[0]) * spec.time_steps // span, spec.time_steps - 1)
+            else np.clip((t - t[0]) * spec.time_steps // span, 0, spec.time_steps - 1)
         )
     out = np.zeros((spec.time_steps, 2, spec.height, spec.width), np.float32)
     xs = stream["x"].astype(np.int64) * spec.width // sensor[0]
@@ -123,6 +123,19 @@ def test_large_recordings_framed_on_several_threads_match_the_rules(spec):
     stream = events(np.sort(rng.integers(0, 10**7, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
                     rng.integers(0, 2, n))  # fmt: skip
     np.testing.assert_array_equal(frame_events(stream, (128, 128), spec), reference_frames(stream, (128, 128), spec))
+
+
+@pytest.mark.parametrize("n", [5, 700_001])
+def test_events_outside_the_first_and_last_time_count_in_the_edge_bins(n):
+    """Files need not be sorted by time; an event before t_first once indexed before the frames."""
+    rng = np.random.default_rng(3)
+    t = rng.integers(-(10**9), 10**9, n)
+    t[0], t[-1] = 0, 1000
+    stream = events(t, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n))
+    spec = FramingSpec(4, 32, 32, "time")
+    frames = frame_events(stream, (128, 128), spec)
+    np.testing.assert_array_equal(frames, reference_frames(stream, (128, 128), spec))
+    assert frames[0].sum() == np.count_nonzero(t < 250) and frames[3].sum() == np.count_nonzero(t >= 750)
 
 
 @pytest.mark.parametrize("split", ["number", "time"])
