@@ -10,12 +10,15 @@ first bin and events after ``t_last`` in the last, never outside the frames).
 The counting loop is compiled with numba: a single pass with no temporaries is several times
 faster than any NumPy formulation (each needs int64 copies of every column). Sensor to frame
 coordinates are a multiply and a shift (``Scale``), cheaper than a division or a lookup table
-per event and with nothing allocated per sensor size. Recordings of ``PARALLEL_MIN_EVENTS``
-or more are split over ``THREADS`` threads, the calling one and a pool (the kernels release
-the GIL): by bins when splitting by number, so each thread owns whole frames, otherwise by
-event ranges into private frames that are summed. numba's own ``parallel=True`` is not used
-because its default threading layer may not be entered from several Python threads at once,
-which the service does.
+per event and with nothing allocated per sensor size; frames at sensor resolution skip even
+that. Inner loops run over slices from index 0: numba then knows indices are not negative and
+drops its per-access wraparound arithmetic, which made the loop a third slower.
+
+Recordings of ``PARALLEL_MIN_EVENTS`` or more are shared with a pool thread (the kernels
+release the GIL) through atomic work counters (``events.atomics``): the calling thread starts
+at once and the pool thread claims what is left when it wakes, so its wake-up delay (about
+0.1 ms here) is never waited for. numba's own ``parallel=True`` is not used because its default
+threading layer may not be entered from several Python threads at once, which the service does.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Literal
 import numba
 import numpy as np
 
+from events.atomics import fetch_increment, wait_until
 from events.errors import EventDecodeError
 
 SplitBy = Literal["number", "time"]
@@ -89,49 +93,88 @@ def _offset(x, y, sx, kx, sy, ky, w):  # pragma: no cover - compiled
     return ((np.uint64(y) * sy) >> ky) * w + ((np.uint64(x) * sx) >> kx)
 
 
-@numba.njit(cache=True, nogil=True)
-def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, start, stop) -> int:  # pragma: no cover
-    """Events ``[start, stop)`` into bins of ``N // T`` events in order, remainder in the last.
+NEXT, DONE = 0, 1  # slots of the shared work counters; thread k's finished units are at 2 + k
+TIME_UNIT_EVENTS = 1 << 15  # events per unit of work when splitting by time
 
-    Returns the first bad event index or -1.
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, scaled):  # pragma: no cover
+    """Count events whose bin starts at ``base``; the index of the first outside the sensor, or -1.
+
+    ``scaled`` is a constant at each call, so frames at sensor resolution skip the multiply.
+    """
+    for j in range(len(xs)):
+        if (np.uint64(xs[j]) >= width) | (np.uint64(ys[j]) >= height):
+            return j
+        pixel = _offset(xs[j], ys[j], sx, kx, sy, ky, w) if scaled else np.uint64(ys[j]) * w + np.uint64(xs[j])
+        flat[base + np.uint64(ps[j] != 0) * plane + pixel] += np.float32(1.0)
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad, thread):  # pragma: no cover
+    """Claim bins from ``work`` until none is left; zero each claimed bin's frames and count its events.
+
+    Bin ``b`` holds events ``[b * N // T, (b + 1) * N // T)``, the remainder in the last bin;
+    ``bad[b]`` gets its first event outside the sensor or -1.
+    """
+    steps = out.shape[0]
+    w = np.uint64(out.shape[3])
+    plane = np.uint64(out.shape[2]) * w
+    flat = out.reshape(-1)
+    scaled = width != out.shape[3] or height != out.shape[2]
+    width, height = np.uint64(width), np.uint64(height)
+    per_bin = len(x) // steps
+    while True:
+        b = fetch_increment(work, NEXT)
+        if b >= steps:
+            return
+        start = b * per_bin
+        stop = len(x) if b == steps - 1 else start + per_bin
+        xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]
+        out[b] = 0
+        base = np.uint64(2 * b) * plane
+        if scaled:
+            first = _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, True)
+        else:
+            first = _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, False)
+        bad[b] = first if first < 0 else start + first
+        work[2 + thread] += 1
+        fetch_increment(work, DONE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_by_time(t, x, y, p, width, height, sx, kx, sy, ky, out, work, bad, thread):  # pragma: no cover
+    """Claim units of ``TIME_UNIT_EVENTS`` events from ``work`` and count them into ``out`` (zeroed).
+
+    Event ``i`` falls in bin ``(t[i] - t[0]) * T // (t[-1] - t[0])`` clipped to ``[0, T - 1]``;
+    ``bad[u]`` gets unit ``u``'s first event outside the sensor or -1.
     """
     steps = out.shape[0]
     w = np.uint64(out.shape[3])
     plane = np.uint64(out.shape[2]) * w
     flat = out.reshape(-1)
     width, height = np.uint64(width), np.uint64(height)
-    n = len(x)
-    per_bin = n // steps
-    b = min(start // per_bin, steps - 1)
-    i = start
-    while i < stop:
-        end = stop if b == steps - 1 else min((b + 1) * per_bin, stop)
-        base = np.uint64(2 * b) * plane
-        for j in range(i, end):
-            if (np.uint64(x[j]) >= width) | (np.uint64(y[j]) >= height):
-                return j
-            flat[base + np.uint64(p[j] != 0) * plane + _offset(x[j], y[j], sx, kx, sy, ky, w)] += np.float32(1.0)
-        i = end
-        b += 1
-    return -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_by_time(t, x, y, p, width, height, sx, kx, sy, ky, out, start, stop) -> int:  # pragma: no cover
-    """Events ``[start, stop)`` into T equal spans of ``[t_first, t_last]``; returns the first bad index or -1."""
-    steps = out.shape[0]
-    w = np.uint64(out.shape[3])
-    plane = np.uint64(out.shape[2]) * w
-    flat = out.reshape(-1)
-    width, height = np.uint64(width), np.uint64(height)
+    n = len(t)
     t0 = t[0]
-    span = t[len(t) - 1] - t0
-    for i in range(start, stop):
-        if (np.uint64(x[i]) >= width) | (np.uint64(y[i]) >= height):
-            return i
-        b = 0 if span <= 0 else min(max((t[i] - t0) * steps // span, 0), steps - 1)
-        flat[np.uint64(2 * b + (p[i] != 0)) * plane + _offset(x[i], y[i], sx, kx, sy, ky, w)] += np.float32(1.0)
-    return -1
+    span = t[n - 1] - t0
+    units = len(bad)
+    while True:
+        u = fetch_increment(work, NEXT)
+        if u >= units:
+            return
+        start = u * TIME_UNIT_EVENTS
+        ts, xs, ys, ps = t[start:], x[start:], y[start:], p[start:]
+        first = -1
+        for i in range(min(TIME_UNIT_EVENTS, n - start)):
+            if (np.uint64(xs[i]) >= width) | (np.uint64(ys[i]) >= height):
+                first = start + i
+                break
+            b = 0 if span <= 0 else min(max((ts[i] - t0) * steps // span, 0), steps - 1)
+            flat[np.uint64(2 * b + (ps[i] != 0)) * plane + _offset(xs[i], ys[i], sx, kx, sy, ky, w)] += np.float32(1.0)
+        bad[u] = first
+        work[2 + thread] += 1
+        fetch_increment(work, DONE)
 
 
 @functools.lru_cache(maxsize=64)
@@ -141,40 +184,43 @@ def _kernel_scales(width: int, height: int, w: int, h: int) -> tuple[np.uint64, 
     return np.uint64(sx.factor), np.uint64(sx.shift), np.uint64(sy.factor), np.uint64(sy.shift)
 
 
-def _cuts(n: int, steps: int, split_by: SplitBy) -> tuple[np.ndarray, bool]:
-    """Event ranges for the threads, and whether they cover disjoint bins (so may share one output)."""
-    if split_by == "number" and steps >= THREADS:
-        bins = np.linspace(0, steps, THREADS + 1).astype(np.int64)
-        cuts = bins * (n // steps)
-        cuts[-1] = n
-        return cuts, True
-    return np.linspace(0, n, THREADS + 1).astype(np.int64), False
+def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tuple[np.ndarray, int]:
+    """The frames of every event and the first event outside the sensor (or -1).
 
-
-def _count(events: np.ndarray, width: int, height: int, out: np.ndarray, split_by: SplitBy) -> int:
-    """Count every event into ``out``, on ``THREADS`` threads for large inputs; the first bad index or -1."""
+    The calling thread always works; for large inputs pool threads join when they wake and
+    claim what is left, so a late one costs nothing, and the caller never waits for a thread
+    that has not started. By number each bin is one unit and all threads share the frames;
+    by time units are event ranges and each thread counts into its own frames, summed after.
+    """
     t, x, y, p = events["t"], events["x"], events["y"], events["p"]
+    scales = _kernel_scales(width, height, spec.width, spec.height)
+    shape = (spec.time_steps, 2, spec.height, spec.width)
+    threads = THREADS if len(events) >= PARALLEL_MIN_EVENTS else 1
+    work = np.zeros(2 + threads, np.int64)
+    if spec.split_by == "number":
+        bad = np.empty(spec.time_steps, np.int64)
+        parts = [np.empty(shape, np.float32)] * threads
 
-    scales = _kernel_scales(width, height, out.shape[3], out.shape[2])
+        def count(thread: int) -> None:
+            _count_by_number(x, y, p, width, height, *scales, parts[thread], work, bad, thread)
+    else:
+        bad = np.empty(-(-len(events) // TIME_UNIT_EVENTS), np.int64)
+        parts = [np.zeros(shape, np.float32) for _ in range(threads)]
 
-    def count(part: np.ndarray, start: int, stop: int) -> int:
-        if split_by == "time":
-            return _count_by_time(t, x, y, p, width, height, *scales, part, start, stop)
-        return _count_by_number(x, y, p, width, height, *scales, part, start, stop)
+        def count(thread: int) -> None:
+            _count_by_time(t, x, y, p, width, height, *scales, parts[thread], work, bad, thread)
 
-    n = len(events)
-    if n < PARALLEL_MIN_EVENTS or THREADS < 2:
-        return count(out, 0, n)
-    cuts, disjoint = _cuts(n, out.shape[0], split_by)
-    parts = [out] * THREADS if disjoint else [out] + [np.zeros_like(out) for _ in range(THREADS - 1)]
-    ranges = list(zip(parts, cuts[:-1], cuts[1:], strict=True))
-    jobs = [_POOL.submit(count, part, a, b) for part, a, b in ranges[1:]]
-    first = count(*ranges[0])  # on this thread: waking a second pool worker took milliseconds
-    bad = [i for i in (first, *(job.result() for job in jobs)) if i >= 0]
-    if not disjoint:
-        for part in parts[1:]:
-            out += part
-    return min(bad) if bad else -1
+    for thread in range(1, threads):
+        _POOL.submit(count, thread)
+    count(0)
+    wait_until(work, DONE, len(bad))
+    out = parts[0]
+    if spec.split_by == "time":
+        for thread in range(1, threads):
+            if work[2 + thread]:
+                out += parts[thread]
+    found = bad[bad >= 0]
+    return out, int(found.min()) if len(found) else -1
 
 
 def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec) -> np.ndarray:
@@ -185,8 +231,7 @@ def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: Framing
         raise EventDecodeError("framing", f"{n} events cannot fill {spec.time_steps} time steps")
     if not (0 < width <= MAX_SENSOR and 0 < height <= MAX_SENSOR):
         raise EventDecodeError("framing", f"sensor size {width}x{height} is outside 1..{MAX_SENSOR} pixels a side")
-    out = np.zeros((spec.time_steps, 2, spec.height, spec.width), dtype=np.float32)
-    bad = _count(events, width, height, out, spec.split_by)
+    out, bad = _count(events, width, height, spec)
     if bad >= 0:
         x, y = int(events["x"][bad]), int(events["y"][bad])
         raise EventDecodeError("framing", f"event {bad} at ({x}, {y}) lies outside the {width}x{height} sensor")
