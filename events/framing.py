@@ -15,7 +15,7 @@ that. Inner loops run over slices from index 0: numba then knows indices are not
 drops its per-access wraparound arithmetic, which made the loop a third slower.
 
 Recordings of ``PARALLEL_MIN_EVENTS`` or more are shared with a pool thread (the kernels
-release the GIL) through atomic work counters (``events.atomics``): the calling thread starts
+release the GIL) through atomic work counters (``events.work_sharing``): the calling thread starts
 at once and the pool thread claims what is left when it wakes, so its wake-up delay (about
 0.1 ms here) is never waited for. numba's own ``parallel=True`` is not used because its default
 threading layer may not be entered from several Python threads at once, which the service does.
@@ -25,22 +25,21 @@ from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numba
 import numpy as np
 
-from events.atomics import fetch_increment, wait_until
 from events.errors import EventDecodeError
+from events.work_sharing import HelperThreads, fetch_increment, wait_until
 
 SplitBy = Literal["number", "time"]
 
 THREADS = min(2, os.cpu_count() or 1)
 PARALLEL_MIN_EVENTS = 1 << 18
 MAX_SENSOR = 1 << 20  # coordinates are 16-bit; anything larger is a mistake, not a sensor
-_POOL = ThreadPoolExecutor(max_workers=max(1, THREADS - 1), thread_name_prefix="framing")
+_HELPERS = HelperThreads(THREADS - 1, "framing")
 
 
 @dataclass(frozen=True)
@@ -211,7 +210,7 @@ def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tu
             _count_by_time(t, x, y, p, width, height, *scales, parts[thread], work, bad, thread)
 
     for thread in range(1, threads):
-        _POOL.submit(count, thread)
+        _HELPERS.hand(functools.partial(count, thread))
     count(0)
     wait_until(work, DONE, len(bad))
     out = parts[0]

@@ -194,8 +194,8 @@ def test_large_recordings_framed_from_several_threads_at_once_stay_exact():
         np.testing.assert_array_equal(frames, reference_frames(stream, (128, 128), spec))
 
 
-def test_a_busy_framing_pool_does_not_delay_framing():
-    """The calling thread claims every unit itself when the pool thread never gets to it."""
+def test_busy_helper_threads_do_not_delay_framing():
+    """The calling thread claims every unit itself when the helper thread never gets to it."""
     import threading
 
     from events import framing
@@ -205,12 +205,20 @@ def test_a_busy_framing_pool_does_not_delay_framing():
     stream = events(np.sort(rng.integers(0, 10**6, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
                     rng.integers(0, 2, n))  # fmt: skip
     release = threading.Event()
-    blockers = [framing._POOL.submit(release.wait, 60) for _ in range(framing.THREADS - 1)]
+    started = threading.Barrier(framing.THREADS)
+    blocked = []
+
+    def block() -> None:
+        started.wait()
+        blocked.append(release.wait(60))
+
+    for _ in range(framing.THREADS - 1):
+        framing._HELPERS.hand(block)
+    started.wait(10)
     try:
         for spec in (FramingSpec(16, 64, 64), FramingSpec(4, 64, 64, "time")):
             frames = frame_events(stream, (128, 128), spec)
             np.testing.assert_array_equal(frames, reference_frames(stream, (128, 128), spec))
-        assert not any(blocker.done() for blocker in blockers)  # framing finished while the pool was busy
+        assert not blocked  # framing finished while the helpers were still busy
     finally:
         release.set()
-    assert all(blocker.result() for blocker in blockers)

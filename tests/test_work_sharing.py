@@ -1,11 +1,12 @@
-"""The atomic counters that let framing threads share work without locks."""
+"""Atomic work counters and helper threads: how framing shares a kernel's work without locks."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-from events.atomics import fetch_increment, load_acquire, wait_until
+from events.work_sharing import HelperThreads, fetch_increment, load_acquire, wait_until
 
 
 @numba.njit(nogil=True)
@@ -45,3 +46,18 @@ def test_wait_until_returns_once_another_thread_reaches_the_target():
         pool.submit(_claim_all, counters, claimed, 1000)
         wait_until(counters, 1, 1000)
     assert np.all(claimed == 1)
+
+
+def test_a_helper_thread_runs_what_it_is_handed_in_order_and_survives_a_failing_job():
+    helpers = HelperThreads(1, "test")
+    done, finished = [], threading.Event()
+
+    def fail():
+        raise RuntimeError("a kernel bug")
+
+    helpers.hand(fail)
+    for i in range(10):
+        helpers.hand(lambda i=i: done.append(i))
+    helpers.hand(finished.set)
+    assert finished.wait(10)
+    assert done == list(range(10))
