@@ -14,9 +14,9 @@ per event and with nothing allocated per sensor size; frames at sensor resolutio
 that. Inner loops run over slices from index 0: numba then knows indices are not negative and
 drops its per-access wraparound arithmetic, which made the loop a third slower.
 
-Recordings of ``PARALLEL_MIN_EVENTS`` or more are shared with a pool thread (the kernels
+Recordings of ``PARALLEL_MIN_EVENTS`` or more are shared with a helper thread (the kernels
 release the GIL) through atomic work counters (``events.work_sharing``): the calling thread starts
-at once and the pool thread claims what is left when it wakes, so its wake-up delay (about
+at once and the helper claims what is left when it wakes, so its wake-up delay (about
 0.1 ms here) is never waited for. numba's own ``parallel=True`` is not used because its default
 threading layer may not be entered from several Python threads at once, which the service does.
 """
@@ -186,7 +186,7 @@ def _kernel_scales(width: int, height: int, w: int, h: int) -> tuple[np.uint64, 
 def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tuple[np.ndarray, int]:
     """The frames of every event and the first event outside the sensor (or -1).
 
-    The calling thread always works; for large inputs pool threads join when they wake and
+    The calling thread always works; for large inputs helper threads join when they wake and
     claim what is left, so a late one costs nothing, and the caller never waits for a thread
     that has not started. By number each bin is one unit and all threads share the frames;
     by time units are event ranges and each thread counts into its own frames, summed after.
