@@ -16,9 +16,10 @@ drops its per-access wraparound arithmetic, which made the loop a third slower.
 
 Recordings of ``PARALLEL_MIN_EVENTS`` or more are shared with a helper thread (the kernels
 release the GIL) through atomic work counters (``events.work_sharing``): the calling thread starts
-at once and the helper claims what is left when it wakes, so its wake-up delay (about
-0.1 ms here) is never waited for. numba's own ``parallel=True`` is not used because its default
-threading layer may not be entered from several Python threads at once, which the service does.
+at once and the helper claims what is left when it wakes, so its wake-up delay (a sizeable part
+of framing a few hundred thousand events on these virtual machines) is never waited for.
+numba's own ``parallel=True`` is not used because its default threading layer may not be
+entered from several Python threads at once, which the service does.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _offset(x, y, sx, kx, sy, ky, w):  # pragma: no cover - compiled
     return ((np.uint64(y) * sy) >> ky) * w + ((np.uint64(x) * sx) >> kx)
 
 
-NEXT, DONE = 0, 1  # slots of the shared work counters; thread k's finished units are at 2 + k
+NEXT, DONE = 0, 1  # slots of the shared work counters; splitting by time, thread k's units are at 2 + k
 TIME_UNIT_EVENTS = 1 << 15  # events per unit of work when splitting by time
 
 
@@ -111,7 +112,7 @@ def _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad, thread):  # pragma: no cover
+def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad):  # pragma: no cover
     """Claim bins from ``work`` until none is left; zero each claimed bin's frames and count its events.
 
     Bin ``b`` holds events ``[b * N // T, (b + 1) * N // T)``, the remainder in the last bin;
@@ -138,7 +139,6 @@ def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad, thr
         else:
             first = _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, False)
         bad[b] = first if first < 0 else start + first
-        work[2 + thread] += 1
         fetch_increment(work, DONE)
 
 
@@ -201,7 +201,7 @@ def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tu
         parts = [np.empty(shape, np.float32)] * threads
 
         def count(thread: int) -> None:
-            _count_by_number(x, y, p, width, height, *scales, parts[thread], work, bad, thread)
+            _count_by_number(x, y, p, width, height, *scales, parts[thread], work, bad)
     else:
         bad = np.empty(-(-len(events) // TIME_UNIT_EVENTS), np.int64)
         parts = [np.zeros(shape, np.float32) for _ in range(threads)]
