@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -139,6 +140,16 @@ class Server:
 
     def log_lines(self) -> list[dict]:
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+
+    def wait_for_log(self, matches: Callable[[dict], bool], timeout_s: float = 10) -> list[dict]:
+        """The JSON log lines that match, once there is one: the server logs a request after its
+        last byte is sent, so a client can hold the response before the line is written."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [line for line in self.log_lines() if matches(line)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
 
 def metric(text: str, name: str, **labels) -> float:

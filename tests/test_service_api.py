@@ -312,7 +312,7 @@ def test_request_ids_are_echoed_and_logged(server, client, recordings):
     assert replaced != "bad id\twith spaces" and len(replaced) == 32
     response = classify(client, recordings["aedat4"])
     rid = response.headers["x-request-id"]
-    lines = [line for line in server.log_lines() if line.get("request_id") == rid and line["msg"] == "request"]
+    lines = server.wait_for_log(lambda line: line.get("request_id") == rid and line["msg"] == "request")
     assert len(lines) == 1
     assert lines[0]["status"] == 200 and lines[0]["model"] == "demo" and lines[0]["path"] == "/v1/models/demo/classify"
 
