@@ -14,6 +14,13 @@ per event and with nothing allocated per sensor size; frames at sensor resolutio
 that. Inner loops run over slices from index 0: numba then knows indices are not negative and
 drops its per-access wraparound arithmetic, which made the loop a third slower.
 
+Either split makes each bin one range of events. Split by time, the bins' first times are
+computed exactly with Python integers and each range is found by binary search on the times;
+the loop then only checks that an event's time lies in its range's bin. Events out of time
+order fail that check and are counted afterwards, each looked up on its own: a sorted recording
+has none, so framing by time costs about what framing by number does, with no division per
+event (which made it 2.5x slower before) and no product of times that could overflow.
+
 Recordings of ``PARALLEL_MIN_EVENTS`` or more are shared with a helper thread (the kernels
 release the GIL) through atomic work counters (``events.work_sharing``): the calling thread starts
 at once and the helper claims what is left when it wakes, so its wake-up delay (a sizeable part
@@ -93,37 +100,59 @@ def _offset(x, y, sx, kx, sy, ky, w):  # pragma: no cover - compiled
     return ((np.uint64(y) * sy) >> ky) * w + ((np.uint64(x) * sx) >> kx)
 
 
-NEXT, DONE = 0, 1  # slots of the shared work counters; splitting by time, thread k's units are at 2 + k
-TIME_UNIT_EVENTS = 1 << 15  # events per unit of work when splitting by time
+NEXT, DONE = 0, 1  # slots of the shared work counters
+NOTED_STRAYS = 1024  # events out of time order noted per bin, so counting them needs no second scan
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, scaled):  # pragma: no cover
-    """Count events whose bin starts at ``base``; the index of the first outside the sensor, or -1.
+def _count_run(ts, xs, ys, ps, low, high, flat, base, geometry, strayed, scaled, timed):  # pragma: no cover
+    """Count a run of events into the bin whose frames start at ``base`` (``geometry``: see ``_geometry``).
 
-    ``scaled`` is a constant at each call, so frames at sensor resolution skip the multiply.
+    ``timed``: only events with ``low <= t <= high``; the others are strays, left for
+    ``_count_strays``, and the first ``len(strayed)`` of them noted there. Returns the first
+    counted event outside the sensor (or -1) and the number of strays before it. ``scaled`` and
+    ``timed`` are constants at each call, so frames at sensor resolution skip the multiply and a
+    split by number never reads times.
     """
+    plane, w, width, height, sx, kx, sy, ky = geometry
+    strays = 0
     for j in range(len(xs)):
+        if timed and ((ts[j] < low) | (ts[j] > high)):
+            if strays < len(strayed):
+                strayed[strays] = j
+            strays += 1
+            continue
         if (np.uint64(xs[j]) >= width) | (np.uint64(ys[j]) >= height):
-            return j
+            return j, strays
         pixel = _offset(xs[j], ys[j], sx, kx, sy, ky, w) if scaled else np.uint64(ys[j]) * w + np.uint64(xs[j])
         flat[base + np.uint64(ps[j] != 0) * plane + pixel] += np.float32(1.0)
-    return -1
+    return -1, strays
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _geometry(out, width, height, sx, kx, sy, ky):  # pragma: no cover - compiled
+    """What placing an event in ``out`` needs: plane size, frame width, sensor size and scales."""
+    w = np.uint64(out.shape[3])
+    return np.uint64(out.shape[2]) * w, w, np.uint64(width), np.uint64(height), sx, kx, sy, ky
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin_times(starts, b):  # pragma: no cover - compiled
+    """The first and last time of bin ``b`` (see ``_bin_starts``)."""
+    return starts[b], starts[b + 1] - 1 if b + 1 < len(starts) else np.iinfo(np.int64).max
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad):  # pragma: no cover
+def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad):  # pragma: no cover - compiled
     """Claim bins from ``work`` until none is left; zero each claimed bin's frames and count its events.
 
     Bin ``b`` holds events ``[b * N // T, (b + 1) * N // T)``, the remainder in the last bin;
     ``bad[b]`` gets its first event outside the sensor or -1.
     """
     steps = out.shape[0]
-    w = np.uint64(out.shape[3])
-    plane = np.uint64(out.shape[2]) * w
+    geometry = _geometry(out, width, height, sx, kx, sy, ky)
     flat = out.reshape(-1)
     scaled = width != out.shape[3] or height != out.shape[2]
-    width, height = np.uint64(width), np.uint64(height)
     per_bin = len(x) // steps
     while True:
         b = fetch_increment(work, NEXT)
@@ -133,47 +162,101 @@ def _count_by_number(x, y, p, width, height, sx, kx, sy, ky, out, work, bad):  #
         stop = len(x) if b == steps - 1 else start + per_bin
         xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]
         out[b] = 0
-        base = np.uint64(2 * b) * plane
+        base = np.uint64(2 * b) * geometry[0]
         if scaled:
-            first = _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, True)
+            first, _ = _count_run(xs, xs, ys, ps, 0, 0, flat, base, geometry, bad[:0], True, False)
         else:
-            first = _count_run(xs, ys, ps, flat, base, plane, w, width, height, sx, kx, sy, ky, False)
+            first, _ = _count_run(xs, xs, ys, ps, 0, 0, flat, base, geometry, bad[:0], False, False)
         bad[b] = first if first < 0 else start + first
         fetch_increment(work, DONE)
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_by_time(t, x, y, p, width, height, sx, kx, sy, ky, out, work, bad, thread):  # pragma: no cover
-    """Claim units of ``TIME_UNIT_EVENTS`` events from ``work`` and count them into ``out`` (zeroed).
+def _count_by_time(  # pragma: no cover - compiled
+    t, x, y, p, width, height, sx, kx, sy, ky, bounds, starts, out, work, bad, strays, strayed
+):
+    """Claim bins from ``work`` until none is left; zero each claimed bin's frames and count its events.
 
-    Event ``i`` falls in bin ``(t[i] - t[0]) * T // (t[-1] - t[0])`` clipped to ``[0, T - 1]``;
-    ``bad[u]`` gets unit ``u``'s first event outside the sensor or -1.
+    Bin ``b`` counts those of events ``[bounds[b], bounds[b + 1])`` whose time is in the bin;
+    ``strays[b]`` gets how many were not and ``strayed[b]`` the first of them (offsets in the
+    range). ``bad[b]`` gets the first counted event outside the sensor or -1.
     """
     steps = out.shape[0]
-    w = np.uint64(out.shape[3])
-    plane = np.uint64(out.shape[2]) * w
+    geometry = _geometry(out, width, height, sx, kx, sy, ky)
     flat = out.reshape(-1)
-    width, height = np.uint64(width), np.uint64(height)
-    n = len(t)
-    t0 = t[0]
-    span = t[n - 1] - t0
-    units = len(bad)
+    scaled = width != out.shape[3] or height != out.shape[2]
     while True:
-        u = fetch_increment(work, NEXT)
-        if u >= units:
+        b = fetch_increment(work, NEXT)
+        if b >= steps:
             return
-        start = u * TIME_UNIT_EVENTS
-        ts, xs, ys, ps = t[start:], x[start:], y[start:], p[start:]
-        first = -1
-        for i in range(min(TIME_UNIT_EVENTS, n - start)):
-            if (np.uint64(xs[i]) >= width) | (np.uint64(ys[i]) >= height):
-                first = start + i
-                break
-            b = 0 if span <= 0 else min(max((ts[i] - t0) * steps // span, 0), steps - 1)
-            flat[np.uint64(2 * b + (ps[i] != 0)) * plane + _offset(xs[i], ys[i], sx, kx, sy, ky, w)] += np.float32(1.0)
-        bad[u] = first
-        work[2 + thread] += 1
+        start, stop = bounds[b], bounds[b + 1]
+        ts, xs, ys, ps = t[start:stop], x[start:stop], y[start:stop], p[start:stop]
+        low, high = _bin_times(starts, min(b, len(starts) - 1))
+        out[b] = 0
+        base = np.uint64(2 * b) * geometry[0]
+        if scaled:
+            first, strays[b] = _count_run(ts, xs, ys, ps, low, high, flat, base, geometry, strayed[b], True, True)
+        else:
+            first, strays[b] = _count_run(ts, xs, ys, ps, low, high, flat, base, geometry, strayed[b], False, True)
+        bad[b] = first if first < 0 else start + first
         fetch_increment(work, DONE)
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_strays(  # pragma: no cover - compiled
+    t, x, y, p, width, height, sx, kx, sy, ky, bounds, starts, out, bad, strays, strayed
+):
+    """Count the strays ``_count_by_time`` left, each in its own bin, and lower ``bad[b]`` if one of
+    range ``b``'s lies outside the sensor. Noted strays are visited directly; a range with more
+    than ``strayed`` holds is scanned again."""
+    plane, w, width, height, sx, kx, sy, ky = _geometry(out, width, height, sx, kx, sy, ky)
+    flat = out.reshape(-1)
+    later = starts[1:]
+    for b in range(out.shape[0]):
+        start, stop = bounds[b], bounds[b + 1]
+        low, high = _bin_times(starts, min(b, len(starts) - 1))
+        noted = strays[b] <= strayed.shape[1]
+        for k in range(strays[b] if noted else stop - start):
+            i = start + (strayed[b, k] if noted else k)
+            if low <= t[i] <= high:
+                continue
+            if (np.uint64(x[i]) >= width) | (np.uint64(y[i]) >= height):
+                if bad[b] < 0 or i < bad[b]:
+                    bad[b] = i
+                break
+            home = np.uint64(2 * np.searchsorted(later, t[i], side="right"))
+            flat[(home + np.uint64(p[i] != 0)) * plane + _offset(x[i], y[i], sx, kx, sy, ky, w)] += np.float32(1.0)
+
+
+def _bin_starts(t_first: int, t_last: int, time_steps: int) -> np.ndarray:
+    """The earliest time of each bin when ``[t_first, t_last]`` is cut into equal spans.
+
+    Bin ``k`` starts at ``t_first + ceil(k * span / T)``: exactly the times whose
+    ``(t - t_first) * T // span`` is ``k``, computed with Python integers so no span overflows.
+    ``starts[0]`` is the smallest int64, so earlier events count in bin 0 and later ones in the
+    last; a recording of zero or negative span has the one bin.
+    """
+    span = t_last - t_first
+    starts = [np.iinfo(np.int64).min]
+    if span > 0:
+        starts += [t_first - (-k * span // time_steps) for k in range(1, time_steps)]
+    return np.array(starts, np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bin_bounds(t, starts, time_steps):  # pragma: no cover - compiled
+    """Where each bin's events begin in ``t``, as if it were sorted, and the end: ``T + 1`` indices.
+
+    For a sorted recording bin ``b`` is exactly ``[bounds[b], bounds[b + 1])``. For any other the
+    binary search still gives ordered indices that cover every event once; events whose time
+    lies outside their range's bin are the strays ``_count_strays`` counts afterwards. Compiled
+    because NumPy's ``searchsorted`` first copies a strided column (the whole time column).
+    """
+    bounds = np.full(time_steps + 1, len(t), np.int64)
+    bounds[0] = 0
+    for b in range(1, len(starts)):
+        bounds[b] = max(bounds[b - 1], np.searchsorted(t, starts[b], side="left"))
+    return bounds
 
 
 @functools.lru_cache(maxsize=64)
@@ -186,38 +269,33 @@ def _kernel_scales(width: int, height: int, w: int, h: int) -> tuple[np.uint64, 
 def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tuple[np.ndarray, int]:
     """The frames of every event and the first event outside the sensor (or -1).
 
-    The calling thread always works; for large inputs helper threads join when they wake and
-    claim what is left, so a late one costs nothing, and the caller never waits for a thread
-    that has not started. By number each bin is one unit and all threads share the frames;
-    by time units are event ranges and each thread counts into its own frames, summed after.
+    Each bin is a unit of work over one range of events, and its frames belong to whichever
+    thread claims it. The calling thread always works; for large inputs helper threads join when
+    they wake and claim what is left, so a late one costs nothing, and the caller never waits
+    for a thread that has not started. Split by time, events out of time order are counted
+    after, by the caller alone: a sorted recording has none.
     """
     t, x, y, p = events["t"], events["x"], events["y"], events["p"]
+    n, steps = len(events), spec.time_steps
     scales = _kernel_scales(width, height, spec.width, spec.height)
-    shape = (spec.time_steps, 2, spec.height, spec.width)
-    threads = THREADS if len(events) >= PARALLEL_MIN_EVENTS else 1
-    work = np.zeros(2 + threads, np.int64)
+    out = np.empty((steps, 2, spec.height, spec.width), np.float32)
+    work = np.zeros(2, np.int64)
+    bad = np.empty(steps, np.int64)
     if spec.split_by == "number":
-        bad = np.empty(spec.time_steps, np.int64)
-        parts = [np.empty(shape, np.float32)] * threads
-
-        def count(thread: int) -> None:
-            _count_by_number(x, y, p, width, height, *scales, parts[thread], work, bad)
+        count = functools.partial(_count_by_number, x, y, p, width, height, *scales, out, work, bad)
     else:
-        bad = np.empty(-(-len(events) // TIME_UNIT_EVENTS), np.int64)
-        parts = [np.zeros(shape, np.float32) for _ in range(threads)]
-
-        def count(thread: int) -> None:
-            _count_by_time(t, x, y, p, width, height, *scales, parts[thread], work, bad, thread)
-
-    for thread in range(1, threads):
-        _HELPERS.hand(functools.partial(count, thread))
-    count(0)
-    wait_until(work, DONE, len(bad))
-    out = parts[0]
-    if spec.split_by == "time":
-        for thread in range(1, threads):
-            if work[2 + thread]:
-                out += parts[thread]
+        starts = _bin_starts(int(t[0]), int(t[-1]), steps)
+        bounds = _bin_bounds(t, starts, steps)
+        strays, strayed = np.zeros(steps, np.int64), np.empty((steps, NOTED_STRAYS), np.int64)
+        count = functools.partial(
+            _count_by_time, t, x, y, p, width, height, *scales, bounds, starts, out, work, bad, strays, strayed
+        )
+    for _ in range(1, THREADS if n >= PARALLEL_MIN_EVENTS else 1):
+        _HELPERS.hand(count)
+    count()
+    wait_until(work, DONE, steps)
+    if spec.split_by == "time" and strays.any():
+        _count_strays(t, x, y, p, width, height, *scales, bounds, starts, out, bad, strays, strayed)
     found = bad[bad >= 0]
     return out, int(found.min()) if len(found) else -1
 

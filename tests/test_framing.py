@@ -99,7 +99,7 @@ def test_spec_rejects_nonsense_and_round_trips():
 def reference_frames(stream: np.ndarray, sensor: tuple[int, int], spec: FramingSpec) -> np.ndarray:
     """The framing rules written directly in NumPy, independent of the compiled kernels."""
     n = len(stream)
-    t = stream["t"].astype(np.int64)
+    t = stream["t"].astype(object)  # Python integers: no product or difference of times overflows
     if spec.split_by == "number":
         bins = np.minimum(np.arange(n) // (n // spec.time_steps), spec.time_steps - 1)
     else:
@@ -107,7 +107,7 @@ def reference_frames(stream: np.ndarray, sensor: tuple[int, int], spec: FramingS
         bins = (
             np.zeros(n, np.int64)
             if span <= 0
-            else np.clip((t - t[0]) * spec.time_steps // span, 0, spec.time_steps - 1)
+            else np.clip((t - t[0]) * spec.time_steps // span, 0, spec.time_steps - 1).astype(np.int64)
         )
     out = np.zeros((spec.time_steps, 2, spec.height, spec.width), np.float32)
     xs = stream["x"].astype(np.int64) * spec.width // sensor[0]
@@ -136,6 +136,57 @@ def test_events_outside_the_first_and_last_time_count_in_the_edge_bins(n):
     frames = frame_events(stream, (128, 128), spec)
     np.testing.assert_array_equal(frames, reference_frames(stream, (128, 128), spec))
     assert frames[0].sum() == np.count_nonzero(t < 250) and frames[3].sum() == np.count_nonzero(t >= 750)
+
+
+def out_of_order(n: int, seed: int, how: str) -> np.ndarray:
+    """Times of a recording not sorted by time, in three ways files are."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 10**7, n))
+    if how == "stepping back":  # EVT 3.0's TIME_LOW may step back a few microseconds
+        back = rng.random(n) < 0.05
+        t[back] -= rng.integers(1, 5000, np.count_nonzero(back))
+    elif how == "shuffled":
+        rng.shuffle(t)
+    elif how == "reversed":
+        t = t[::-1].copy()
+    return t
+
+
+@pytest.mark.parametrize("how", ["stepping back", "shuffled", "reversed"])
+@pytest.mark.parametrize("n", [5_000, 700_001])
+def test_split_by_time_counts_events_out_of_time_order_exactly(how, n):
+    rng = np.random.default_rng(4)
+    stream = events(out_of_order(n, 4, how), rng.integers(0, 346, n), rng.integers(0, 260, n), rng.integers(0, 2, n))
+    for spec in (FramingSpec(10, 346, 260, "time"), FramingSpec(7, 64, 48, "time")):
+        expected = reference_frames(stream, (346, 260), spec)
+        np.testing.assert_array_equal(frame_events(stream, (346, 260), spec), expected)
+
+
+@pytest.mark.parametrize("n", [20, 700_001])
+def test_split_by_time_is_exact_for_times_near_the_int64_limits(n):
+    """``(t - t_first) * T`` would overflow 64 bits here; bins are still the exact equal spans."""
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True))
+    t[0], t[-1] = -(2**63), 2**63 - 1
+    stream = events(t, rng.integers(0, 32, n), rng.integers(0, 32, n), rng.integers(0, 2, n))
+    spec = FramingSpec(13, 32, 32, "time")
+    frames = frame_events(stream, (32, 32), spec)
+    np.testing.assert_array_equal(frames, reference_frames(stream, (32, 32), spec))
+    assert frames[-1].sum() >= 1 and frames.sum() == n
+
+
+@pytest.mark.parametrize("crowd", [0, 5000])
+@pytest.mark.parametrize(("bad", "first"), [([100, 450_000], 100), ([1000, 2000], 1000), ([450_000, 2000], 2000)])
+def test_the_first_event_outside_the_sensor_is_reported_when_times_are_out_of_order(bad, first, crowd):
+    """Events 100 and 2000 (and a crowd from 3000 on) belong to the last time bin although they
+    sit among the first bin's events."""
+    n = 600_000
+    t, x = np.arange(n), np.zeros(n, np.int64)
+    t[[100, 2000]] = n
+    t[3000 : 3000 + crowd] = n
+    x[bad] = 200
+    with pytest.raises(EventDecodeError, match=f"event {first} at \\(200, 0\\)"):
+        frame_events(events(t, x=x), (128, 128), FramingSpec(4, 32, 32, "time"))
 
 
 @pytest.mark.parametrize("split", ["number", "time"])
