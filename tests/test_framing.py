@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from events import EventDecodeError, FramingSpec, frame_events, make_events
 from events.framing import Scale
@@ -173,6 +175,23 @@ def test_split_by_time_is_exact_for_times_near_the_int64_limits(n):
     frames = frame_events(stream, (32, 32), spec)
     np.testing.assert_array_equal(frames, reference_frames(stream, (32, 32), spec))
     assert frames[-1].sum() >= 1 and frames.sum() == n
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    times=st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(-50, 50), min_size=1, max_size=60),
+    time_steps=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_by_time_matches_the_rule_for_any_times(times, time_steps, seed):
+    """Any int64 times in any order, including repeats and both extremes, land in the bins the rule gives."""
+    if len(times) < time_steps:
+        times = times * time_steps
+    rng = np.random.default_rng(seed)
+    n = len(times)
+    stream = events(np.array(times, np.int64), rng.integers(0, 6, n), rng.integers(0, 5, n), rng.integers(0, 2, n))
+    spec = FramingSpec(time_steps, 3, 5, "time")
+    np.testing.assert_array_equal(frame_events(stream, (6, 5), spec), reference_frames(stream, (6, 5), spec))
 
 
 @pytest.mark.parametrize("crowd", [0, 5000])
