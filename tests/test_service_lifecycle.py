@@ -78,8 +78,9 @@ def in_background(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return thread, out
 
 
-def wait_for_metric(url: str, name: str, value: float, **labels) -> None:
-    for _ in range(100):
+def wait_for_metric(url: str, name: str, value: float, timeout_s: float = 30, **labels) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         if metric(httpx.get(url + "/metrics").text, name, **labels) == value:
             return
         time.sleep(0.05)
