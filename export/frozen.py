@@ -6,11 +6,15 @@ Function replaced by a plain ``mem >= thresh``. Conv, linear and pool layers run
 flattened ``B*T`` batch; only the LIF recurrence is unrolled over the fixed T, so tracing it
 gives a static graph without loops.
 
-One forward pass returns three outputs (DESIGN.md section 5):
-``scores`` float32 ``[B, classes]``, ``spikes`` int64 ``[B, L]``, ``sops`` int64 ``[B, S]``.
-Counts are int64 so they are exact and identical in every backend: each partial sum taken in
-float32 stays below 2**24 (per-time-step spikes of one layer; per-position activity of one
-layer summed over time and channels) and is exact in any order; the rest is integer arithmetic.
+One forward pass returns six outputs (DESIGN.md sections 5 and 10): ``scores`` float32
+``[B, classes]``, ``spikes`` int64 ``[B, L]``, ``sops`` int64 ``[B, S]`` and, per time step,
+``step_scores`` float32 ``[B, T, classes]``, ``step_spikes`` int64 ``[B, T, L]`` and ``step_sops``
+int64 ``[B, T]``. The totals are computed from the per-step values in the same pass (``scores``
+is the mean of ``step_scores`` over T, ``spikes`` and ``sops`` are integer sums), so they agree
+by construction. Counts are int64 so they are exact and identical in every backend: each
+partial sum taken in float32 stays below 2**24 (per-time-step spikes of one layer; per-step,
+per-position activity of one layer summed over channels) and is exact in any order; the rest
+is integer arithmetic.
 SOPs of a synaptic layer are ``sum(activity * fan_out)`` with a constant per-position fan-out
 map (borders, padding and stride included), so they cost one multiply-add per input position.
 """
@@ -60,10 +64,9 @@ def conv_fanout_map(
     return spread[0, 0].round().long()
 
 
-def _activity(x: torch.Tensor, time_steps: int) -> torch.Tensor:
-    """Input activity of a synaptic layer summed over time and channels/features: ``[B, ...]``."""
-    rows = x.reshape(-1, time_steps * x.shape[1], math.prod(x.shape[2:]))  # [B, T*C, H*W]: one reduced axis
-    return rows.sum(dim=1).to(torch.int64).reshape(-1, *x.shape[2:])
+def _step_activity(x: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """Input activity of a synaptic layer at each step, summed over channels/features: ``int64 [B, T, ...]``."""
+    return x.unflatten(0, (-1, time_steps)).sum(dim=2).to(torch.int64)
 
 
 class FrozenConv(nn.Module):
@@ -80,8 +83,9 @@ class FrozenConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
 
-    def sops(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
-        return (_activity(x, time_steps) * self.fanout).sum(dim=(1, 2))
+    def step_sops(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        """``int64 [B, T]``: synaptic operations this layer performs at each step."""
+        return (_step_activity(x, time_steps) * self.fanout).sum(dim=(2, 3))
 
 
 class FrozenLinear(nn.Module):
@@ -95,8 +99,9 @@ class FrozenLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
 
-    def sops(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
-        return _activity(x, time_steps) * self.fanout
+    def step_sops(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        """``int64 [B, T]``: synaptic operations this layer performs at each step."""
+        return _step_activity(x, time_steps) * self.fanout
 
 
 class FrozenLIF(nn.Module):
@@ -151,11 +156,14 @@ class Flatten(nn.Module):
 
 @dataclass
 class FrozenRun:
-    """One instrumented forward pass: the three outputs plus what parity checks look at."""
+    """One instrumented forward pass: the six outputs plus what parity checks look at."""
 
     scores: torch.Tensor
     spikes: torch.Tensor
     sops: torch.Tensor
+    step_scores: torch.Tensor
+    step_spikes: torch.Tensor
+    step_sops: torch.Tensor
     spike_trains: dict[str, torch.Tensor]  # LIF name -> [B, T, ...] spikes
     gaps: dict[str, torch.Tensor]  # LIF name -> [B, T, ...] mem - thresh before each spike decision
 
@@ -166,7 +174,7 @@ class FrozenRun:
 
 
 class FrozenSNN(nn.Module):
-    """``frames float32 [B, T, C, H, W]`` -> ``(scores [B, classes], spikes int64 [B, L], sops int64 [B, S])``."""
+    """``frames float32 [B, T, C, H, W]`` -> ``(scores, spikes, sops, step_scores, step_spikes, step_sops)``."""
 
     def __init__(self, layers: dict[str, nn.Module], time_steps: int, classes: int, population: int):
         super().__init__()
@@ -175,9 +183,9 @@ class FrozenSNN(nn.Module):
         self.classes = int(classes)
         self.population = int(population)
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
         run = self.run(frames, record=False)
-        return run.scores, run.spikes, run.sops
+        return run.scores, run.spikes, run.sops, run.step_scores, run.step_spikes, run.step_sops
 
     def run(self, frames: torch.Tensor, record: bool = True, flips: dict[str, torch.Tensor] | None = None) -> FrozenRun:
         """The forward pass; ``record`` keeps spike trains and membrane gaps, ``flips`` see ``FrozenLIF.unroll``."""
@@ -185,18 +193,29 @@ class FrozenSNN(nn.Module):
         spikes, sops, trains, gaps = [], [], {}, {}
         for name, layer in self.layers.items():
             if isinstance(layer, FrozenConv | FrozenLinear):
-                sops.append(layer.sops(x, self.time_steps))
+                sops.append(layer.step_sops(x, self.time_steps))
             if isinstance(layer, FrozenLIF):
                 x, gap = layer.unroll(x, record, (flips or {}).get(name))
                 per_step = x.unflatten(0, (-1, self.time_steps))
-                spikes.append(per_step.flatten(2).sum(dim=2).to(torch.int64).sum(dim=1))
+                spikes.append(per_step.flatten(2).sum(dim=2).to(torch.int64))
                 if record:
                     trains[name], gaps[name] = per_step, gap
             else:
                 x = layer(x)
         votes = x.unflatten(0, (-1, self.time_steps)).unflatten(2, (self.classes, self.population))
-        scores = votes.mean(dim=(1, 3))
-        return FrozenRun(scores, torch.stack(spikes, dim=1), torch.stack(sops, dim=1), trains, gaps)
+        step_scores = votes.mean(dim=3)
+        step_spikes = torch.stack(spikes, dim=2)
+        layer_sops = torch.stack(sops, dim=2)  # [B, T, S]
+        return FrozenRun(
+            scores=step_scores.mean(dim=1),
+            spikes=step_spikes.sum(dim=1),
+            sops=layer_sops.sum(dim=1),
+            step_scores=step_scores,
+            step_spikes=step_spikes,
+            step_sops=layer_sops.sum(dim=2),
+            spike_trains=trains,
+            gaps=gaps,
+        )
 
     def lif_names(self) -> list[str]:
         return [name for name, layer in self.layers.items() if isinstance(layer, FrozenLIF)]

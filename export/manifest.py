@@ -14,7 +14,10 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 # spikes and sops are exact integer counts, int64 in every backend
-OUTPUT_DTYPES = {"scores": "float32", "spikes": "int64", "sops": "int64"}
+CLASSIC_OUTPUTS = {"scores": "float32", "spikes": "int64", "sops": "int64"}
+# per time step (DESIGN.md section 10); repositories exported before these existed lack them
+STEP_OUTPUTS = {"step_scores": "float32", "step_spikes": "int64", "step_sops": "int64"}
+OUTPUT_DTYPES = {**CLASSIC_OUTPUTS, **STEP_OUTPUTS}
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class InputSpec:
     layout: str = "B,T,C,H,W"
     channels: int = 2
     encoding: str = "event-frames"  # or "rate-coded" (official MNIST: caller supplies spikes)
+    window_us: int | None = None  # median duration of a training sample: the default stream window
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,15 @@ class Manifest:
     source_sha256: str = ""
     source: str = ""  # the checkpoint's file name
     source_card_sha256: str = ""  # its .json card, "" when it has none (official state_dict)
-    outputs: dict[str, str] = field(default_factory=lambda: dict(OUTPUT_DTYPES))  # graph output -> dtype
+    # graph output -> dtype; a manifest without the key predates the per-step outputs
+    outputs: dict[str, str] = field(default_factory=lambda: dict(CLASSIC_OUTPUTS))
     exported_at: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def has_step_outputs(self) -> bool:
+        """Whether the graph also gives ``step_scores``, ``step_spikes`` and ``step_sops``."""
+        return all(name in self.outputs for name in STEP_OUTPUTS)
 
     @property
     def dense_macs(self) -> int:

@@ -18,7 +18,7 @@ import torch
 from export.frozen import FrozenSNN
 
 INPUT_NAME = "frames"
-OUTPUT_NAMES = ("scores", "spikes", "sops")
+OUTPUT_NAMES = ("scores", "spikes", "sops", "step_scores", "step_spikes", "step_sops")
 FORBIDDEN_OPS = frozenset({"Loop", "Scan", "If", "SequenceMap"})
 
 
@@ -83,6 +83,6 @@ def onnx_session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(session, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scores, spikes, sops = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(frames, np.float32)})
-    return scores, spikes, sops
+def run_onnx(session, frames: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The graph's outputs in ``OUTPUT_NAMES`` order."""
+    return tuple(session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(frames, np.float32)}))

@@ -1,9 +1,11 @@
 """Parity: the training-code model vs the folded module vs TorchScript vs ONNX Runtime, same frames.
 
-The reference is the unfolded ``SpikingNet`` in eval mode; its spike and SOP counts are taken
-independently of the frozen graph (forward hooks on the real layers; SOPs by an all-ones conv
-over each layer's recorded input). Scores must agree to ``SCORE_TOLERANCE``; spikes and SOPs
-must be identical integers. Folding changes float rounding, so a membrane that lands within
+The reference is the unfolded ``SpikingNet`` in eval mode; its spike and SOP counts, per time
+step, are taken independently of the frozen graph (forward hooks on the real layers; SOPs by an
+all-ones conv over each layer's recorded input; per-step scores from the voting layer's input).
+Scores and per-step scores must agree to ``SCORE_TOLERANCE``; spikes, SOPs and their per-step
+counts must be identical integers, and each backend's totals must be the sums (scores: the mean)
+of its own per-step outputs. Folding changes float rounding, so a membrane that lands within
 ``TIE_TOLERANCE`` of its threshold may fire in one backend and not in another. A differing
 sample counts as a tie only when flipping one or two such near-threshold decisions in the
 folded module reproduces both sides' counts exactly; ties are reported, any other difference
@@ -23,10 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from events import FramingSpec
-from export.frozen import FrozenSNN
+from export.frozen import FrozenRun, FrozenSNN
+from export.onnx_artifact import OUTPUT_NAMES
 from models.architectures import SpikingNet, rate_code
 from models.checkpoint import ModelCard
-from models.layers import Conv2d, Linear
+from models.layers import Conv2d, Linear, Vote
 from models.neuron import LIF
 
 TIE_TOLERANCE = 1e-4
@@ -47,9 +50,26 @@ class ParityInputs:
 
 @dataclass
 class Outputs:
+    """The graph's six outputs for a batch, as NumPy arrays, in ``OUTPUT_NAMES`` order."""
+
     scores: np.ndarray
     spikes: np.ndarray
     sops: np.ndarray
+    step_scores: np.ndarray
+    step_spikes: np.ndarray
+    step_sops: np.ndarray
+
+    def counts(self, i: int) -> np.ndarray:
+        """Sample ``i``'s integer outputs in one vector: what must be identical across backends."""
+        return np.concatenate([self.spikes[i], self.sops[i], self.step_spikes[i].ravel(), self.step_sops[i]])
+
+    def totals_consistent(self) -> bool:
+        """Whether the totals are the sums (scores: the mean) of the per-step outputs."""
+        return bool(
+            np.array_equal(self.spikes, self.step_spikes.sum(axis=1))
+            and np.array_equal(self.sops.sum(axis=1), self.step_sops.sum(axis=1))
+            and np.abs(self.scores - self.step_scores.mean(axis=1)).max(initial=0.0) <= SCORE_TOLERANCE
+        )
 
 
 Backend = Callable[[torch.Tensor], tuple]
@@ -98,15 +118,20 @@ def _dataset_frames(card: ModelCard, spec: FramingSpec, samples: int, seed: int)
 
 
 def reference_outputs(model: SpikingNet, frames: torch.Tensor) -> Outputs:
-    """The training-code model's scores, with spikes and SOPs counted by hooks on its layers."""
-    spikes: list[torch.Tensor] = []
-    sops: list[torch.Tensor] = []
+    """The training-code model's outputs, with spikes and SOPs per step counted by hooks on its layers."""
+    spikes: list[torch.Tensor] = []  # each [B, T]
+    sops: list[torch.Tensor] = []  # each [B, T]
+    votes: list[torch.Tensor] = []
 
     def count_spikes(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        spikes.append(output.double().flatten(1).sum(dim=1))
+        spikes.append(output.double().flatten(2).sum(dim=2))
 
     def count_sops(module: nn.Module, inputs: tuple) -> None:
-        sops.append(connection_count(module, inputs[0]))
+        sops.append(step_connection_count(module, inputs[0]))
+
+    def keep_votes(module: Vote, inputs: tuple) -> None:
+        b, t, n = inputs[0].shape
+        votes.append(inputs[0].reshape(b, t, n // module.population, module.population).mean(dim=3))
 
     hooks = []
     for module in model.modules():
@@ -114,21 +139,33 @@ def reference_outputs(model: SpikingNet, frames: torch.Tensor) -> Outputs:
             hooks.append(module.register_forward_hook(count_spikes))
         elif isinstance(module, Conv2d | Linear):
             hooks.append(module.register_forward_pre_hook(count_sops))
+        elif isinstance(module, Vote):
+            hooks.append(module.register_forward_pre_hook(keep_votes))
     try:
         with torch.no_grad():
             scores = model.eval()(frames)
     finally:
         for hook in hooks:
             hook.remove()
+    step_spikes = torch.stack(spikes, dim=2).round().long()
+    layer_sops = torch.stack(sops, dim=2).round().long()  # [B, T, S]
     return Outputs(
         scores.numpy(),
-        torch.stack(spikes, dim=1).round().long().numpy(),
-        torch.stack(sops, dim=1).round().long().numpy(),
+        step_spikes.sum(dim=1).numpy(),
+        layer_sops.sum(dim=1).numpy(),
+        votes[0].numpy(),
+        step_spikes.numpy(),
+        layer_sops.sum(dim=2).numpy(),
     )
 
 
 def connection_count(layer: nn.Module, activity: torch.Tensor) -> torch.Tensor:
-    """``[B]`` synaptic events of one layer, by running it with all-ones weights over its input.
+    """``[B]`` synaptic events of one layer over all time steps (see ``step_connection_count``)."""
+    return step_connection_count(layer, activity).sum(dim=1)
+
+
+def step_connection_count(layer: nn.Module, activity: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` synaptic events of one layer at each step, by running it with all-ones weights over its input.
 
     A conv with ones of shape ``[1, 1, k, k]`` over the channel-summed activity counts, for every
     output position, the active inputs it reads; times the output channels, that is every
@@ -142,12 +179,12 @@ def connection_count(layer: nn.Module, activity: torch.Tensor) -> torch.Tensor:
         per_step = reads.flatten(1).sum(dim=1) * layer.out_channels
     else:
         per_step = flat.sum(dim=1) * layer.out_features
-    return per_step.reshape(batch, -1).sum(dim=1)
+    return per_step.reshape(batch, -1)
 
 
 def _in_batches(fn: Backend, frames: torch.Tensor, batch_size: int) -> Outputs:
     parts = [fn(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
-    return Outputs(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(3)))
+    return Outputs(*(np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(OUTPUT_NAMES))))
 
 
 def check_parity(
@@ -181,6 +218,8 @@ def check_parity(
             failures.append(f"{name}: {figures['unexplained_samples']} sample(s) differ in spikes/sops, not by a tie")
         if figures["scores_max_abs_diff"] > SCORE_TOLERANCE:
             failures.append(f"{name}: scores differ by {figures['scores_max_abs_diff']:.3g} > {SCORE_TOLERANCE}")
+        if not figures["totals_are_step_sums"]:
+            failures.append(f"{name}: scores/spikes/sops are not the mean/sums of its per-step outputs")
     report["ties"] = max((b["tie_samples"] for b in report["backends"].values()), default=0)
     report["passed"] = not failures
     if failures:
@@ -189,43 +228,53 @@ def check_parity(
 
 
 def _as_tuple(outputs: Outputs) -> tuple:
-    return outputs.scores, outputs.spikes, outputs.sops
+    return tuple(getattr(outputs, name) for name in OUTPUT_NAMES)
 
 
 def _compare(reference: Outputs, got: Outputs, frozen: FrozenSNN, frames: torch.Tensor) -> dict:
     """Figures of one backend against the reference; each differing sample is replayed for a tie."""
-    differs = (reference.spikes != got.spikes).any(axis=1) | (reference.sops != got.sops).any(axis=1)
+    differs = np.array([not np.array_equal(reference.counts(i), got.counts(i)) for i in range(len(frames))])
     agree = ~differs
-    score_diff = np.abs(reference.scores - got.scores).max(axis=1)
+    score_diff = np.maximum(
+        np.abs(reference.scores - got.scores).max(axis=1),
+        np.abs(reference.step_scores - got.step_scores).max(axis=(1, 2)),
+    )
     ties = 0
     for i in np.flatnonzero(differs):
         frame = frames[i : i + 1]
-        ties += all(_reachable(frozen, frame, side.spikes[i], side.sops[i]) for side in (reference, got))
+        ties += all(_reachable(frozen, frame, side.counts(i)) for side in (reference, got))
     mismatched = int(differs.sum())
     return {
         "scores_max_abs_diff": float(score_diff[agree].max()) if agree.any() else 0.0,
         "scores_max_abs_diff_all": float(score_diff.max()),
         "spikes_identical": bool((reference.spikes == got.spikes).all()),
         "sops_identical": bool((reference.sops == got.sops).all()),
+        "step_counts_identical": bool(
+            (reference.step_spikes == got.step_spikes).all() and (reference.step_sops == got.step_sops).all()
+        ),
+        "totals_are_step_sums": got.totals_consistent(),
         "mismatched_samples": mismatched,
         "tie_samples": ties,
         "unexplained_samples": mismatched - ties,
     }
 
 
-def _reachable(frozen: FrozenSNN, frame: torch.Tensor, spikes: np.ndarray, sops: np.ndarray) -> bool:
+def _run_counts(run: FrozenRun) -> np.ndarray:
+    """The first sample's integer outputs of a frozen run, laid out as ``Outputs.counts``."""
+    return Outputs(*(getattr(run, name).numpy() for name in OUTPUT_NAMES)).counts(0)
+
+
+def _reachable(frozen: FrozenSNN, frame: torch.Tensor, counts: np.ndarray) -> bool:
     """Whether the folded module gives these counts, as is or with near-threshold decisions flipped."""
     with torch.no_grad():
-        _, own_spikes, own_sops = frozen(frame)
-    if np.array_equal(own_spikes.numpy()[0], spikes) and np.array_equal(own_sops.numpy()[0], sops):
-        return True
-    return tie_flips(frozen, frame, spikes, sops) is not None
+        own = _run_counts(frozen.run(frame, record=False))
+    return np.array_equal(own, counts) or tie_flips(frozen, frame, counts) is not None
 
 
-def tie_flips(
-    frozen: FrozenSNN, frame: torch.Tensor, spikes: np.ndarray, sops: np.ndarray, candidates: int = 8
-) -> int | None:
+def tie_flips(frozen: FrozenSNN, frame: torch.Tensor, counts: np.ndarray, candidates: int = 8) -> int | None:
     """How many near-threshold spike decisions (1 or 2) must flip for ``frozen`` to give these counts.
+
+    ``counts`` is one sample's integer outputs as ``Outputs.counts`` lays them out.
 
     Candidates are the decisions whose membrane was within ``TIE_TOLERANCE`` of its threshold
     in the folded module's run of this one sample; ``None`` when no flip reproduces the counts
@@ -244,7 +293,6 @@ def tie_flips(
             for _, name, index in trial:
                 mask = flips.setdefault(name, torch.zeros_like(run.gaps[name], dtype=torch.bool))
                 mask.view(-1)[index] = True
-            replay = frozen.run(frame, record=False, flips=flips)
-            if np.array_equal(replay.spikes.numpy()[0], spikes) and np.array_equal(replay.sops.numpy()[0], sops):
+            if np.array_equal(_run_counts(frozen.run(frame, record=False, flips=flips)), counts):
                 return len(trial)
     return None

@@ -20,7 +20,7 @@ import torch
 
 from export.frozen import FrozenSNN, freeze
 from export.layer_inventory import layer_inventory
-from export.manifest import MANIFEST_NAME, EnergyDefaults, InputSpec, Manifest, sha256_file
+from export.manifest import MANIFEST_NAME, OUTPUT_DTYPES, EnergyDefaults, InputSpec, Manifest, sha256_file
 from export.onnx_artifact import onnx_session, run_onnx, write_onnx
 from export.parity import check_parity, parity_inputs
 from export.torchscript_artifact import load_torchscript, write_torchscript
@@ -130,7 +130,8 @@ def _up_to_date(version_dir: Path, source_sha: str, card_sha: str, formats: tupl
         return None
     same_source = manifest.source_sha256 == source_sha and manifest.source_card_sha256 == card_sha
     complete = all((version_dir / FORMATS[f]).exists() for f in formats)
-    return manifest if same_source and complete else None
+    # an export from before the per-step outputs is redone, not kept
+    return manifest if same_source and complete and manifest.has_step_outputs else None
 
 
 def _write_artifacts(
@@ -170,6 +171,7 @@ def _manifest(name: str, version: int, model: SpikingNet, card: ModelCard, parit
             layout="B,T,C,H,W",
             channels=arch.in_channels,
             encoding=card.input_encoding,
+            window_us=card.window_us,
         ),
         lif_layers=lif,
         synaptic_layers=synaptic,
@@ -186,6 +188,7 @@ def _manifest(name: str, version: int, model: SpikingNet, card: ModelCard, parit
             }
         ),
         parity=parity,
+        outputs=dict(OUTPUT_DTYPES),
         exported_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
 

@@ -15,15 +15,21 @@ DEFAULT_QUEUE_DELAY_US = 2000
 def config_pbtxt(
     manifest: Manifest, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
 ) -> str:
-    """The config text for ``manifest``'s model: one ``frames`` input, ``scores``/``spikes``/``sops`` outputs."""
+    """The config text for ``manifest``'s model: one ``frames`` input and every graph output it lists."""
     spec = manifest.input
+    steps, classes = manifest.time_steps, len(manifest.classes)
+    shapes = {
+        "scores": [classes],
+        "spikes": [len(manifest.lif_layers)],
+        "sops": [len(manifest.synaptic_layers)],
+        "step_scores": [steps, classes],
+        "step_spikes": [steps, len(manifest.lif_layers)],
+        "step_sops": [steps],
+    }
+    types = {"float32": "TYPE_FP32", "int64": "TYPE_INT64"}
     tensors = {
-        "input": [("frames", "TYPE_FP32", [manifest.time_steps, spec.channels, spec.height, spec.width])],
-        "output": [
-            ("scores", "TYPE_FP32", [len(manifest.classes)]),
-            ("spikes", "TYPE_INT64", [len(manifest.lif_layers)]),
-            ("sops", "TYPE_INT64", [len(manifest.synaptic_layers)]),
-        ],
+        "input": [("frames", "TYPE_FP32", [steps, spec.channels, spec.height, spec.width])],
+        "output": [(name, types[dtype], shapes[name]) for name, dtype in manifest.outputs.items()],
     }
     lines = [
         f'name: "{manifest.name}"',

@@ -32,6 +32,7 @@ class ModelCard:
     input_encoding: str = "event-frames"
     learning_mode: str = "stl"
     dataset: str = "synthetic"
+    window_us: int | None = None  # median duration of a training recording (the default stream window)
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
 

@@ -199,6 +199,7 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
         split_by=args.split_by,
         learning_mode=args.mode,
         dataset=args.dataset,
+        window_us=train_set.median_duration_us(),
         metrics={
             "test_accuracy": round(last.test_accuracy, 4),
             "train_accuracy": round(last.train_accuracy, 4),

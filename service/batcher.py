@@ -39,6 +39,9 @@ class SampleResult:
     infer_s: float
     batch_size: int
     gpu_joules: float | None = None
+    step_scores: np.ndarray | None = None  # [T, classes], None for exports without per-step outputs
+    step_spikes: np.ndarray | None = None  # [T, L]
+    step_sops: np.ndarray | None = None  # [T]
 
 
 @dataclass
@@ -50,6 +53,10 @@ class _Job:
 
 def _ignore(*_args) -> None:
     return None
+
+
+def _row(batch: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if batch is None else batch[i]
 
 
 class DynamicBatcher:
@@ -174,5 +181,8 @@ class DynamicBatcher:
                     infer_s=infer_s,
                     batch_size=len(jobs),
                     gpu_joules=share,
+                    step_scores=_row(outputs.step_scores, i),
+                    step_spikes=_row(outputs.step_spikes, i),
+                    step_sops=_row(outputs.step_sops, i),
                 )
             )

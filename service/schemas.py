@@ -79,6 +79,11 @@ class LayerSpikes(BaseModel):
     neurons: int
     count: int
     rate: float = Field(description="count / (neurons * time_steps)")
+    steps: list[int] | None = Field(
+        None,
+        description="spikes of this layer at each time step (models exported with per-step outputs; "
+        "null for older exports)",
+    )
 
 
 class Spikes(BaseModel):

@@ -72,6 +72,32 @@ def copy_model(repo: Path, source: str, name: str) -> Path:
     return version_dir
 
 
+def legacy_copy(repo: Path, source: str, name: str) -> Path:
+    """``repo/name``: ``repo/source`` as exported before the per-step outputs (DESIGN.md section 10).
+
+    The ONNX graph keeps only ``scores``, ``spikes`` and ``sops``, the manifest lists only those and has
+    no ``input.window_us``; the TorchScript file is dropped (this copy is for the ONNX backend).
+    """
+    import hashlib
+
+    import onnx
+
+    version_dir = copy_model(repo, source, name)
+    graph_path = version_dir / "model.onnx"
+    graph = onnx.load(str(graph_path))
+    kept = [output for output in graph.graph.output if not output.name.startswith("step_")]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    onnx.save(graph, str(graph_path))
+    (version_dir / "model.pt").unlink()
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    manifest["outputs"] = {"scores": "float32", "spikes": "int64", "sops": "int64"}
+    manifest["input"].pop("window_us")
+    manifest["files"] = {"model.onnx": hashlib.sha256(graph_path.read_bytes()).hexdigest()}
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    return version_dir
+
+
 def edit_manifest(version_dir: Path, **changes) -> None:
     path = version_dir / "manifest.json"
     manifest = json.loads(path.read_text())

@@ -79,9 +79,24 @@ def test_onnx_graph_is_static_default_domain_with_dynamic_batch(exported):
     (frames,) = model.graph.input
     dims = frames.type.tensor_type.shape.dim
     assert frames.name == "frames" and dims[0].dim_param and [d.dim_value for d in dims[1:]] == [4, 2, 32, 32]
-    assert [o.name for o in model.graph.output] == ["scores", "spikes", "sops"]
+    assert [o.name for o in model.graph.output] == [
+        "scores",
+        "spikes",
+        "sops",
+        "step_scores",
+        "step_spikes",
+        "step_sops",
+    ]
     elem = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
-    assert elem == {"scores": onnx.TensorProto.FLOAT, "spikes": onnx.TensorProto.INT64, "sops": onnx.TensorProto.INT64}
+    float32, int64 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT64
+    assert elem == {
+        "scores": float32,
+        "spikes": int64,
+        "sops": int64,
+        "step_scores": float32,
+        "step_spikes": int64,
+        "step_sops": int64,
+    }
 
 
 def test_torchscript_graph_is_static_with_no_python_ops(exported):
@@ -130,7 +145,7 @@ def test_thresholds_and_folded_weights_are_constants_of_the_onnx_graph(exported)
 def assert_backends_match(model_dir, model, frames):
     with torch.no_grad():
         reference_scores = model(frames)
-        scores, spikes, sops = freeze(model)(frames)
+        scores, spikes, sops, *steps = freeze(model)(frames)
     assert spikes[:, -1].sum() > 0, "the output layer never fires: the comparison would prove little"
     torch.testing.assert_close(scores, reference_scores, rtol=0, atol=1e-6)
     ts = load_torchscript(model_dir / "3" / "model.pt")(frames)
@@ -140,6 +155,8 @@ def assert_backends_match(model_dir, model, frames):
         assert got[1].dtype == np.int64 and got[2].dtype == np.int64
         np.testing.assert_array_equal(got[1], spikes.numpy())
         np.testing.assert_array_equal(got[2], sops.numpy())
+        for k in (3, 4, 5):  # step_scores, step_spikes, step_sops: the folded module's, exactly
+            np.testing.assert_allclose(got[k], steps[k - 3].numpy(), rtol=0, atol=1e-6 if k == 3 else 0)
 
 
 def test_manifest_describes_the_graph(exported):
@@ -166,7 +183,14 @@ def test_manifest_describes_the_graph(exported):
     assert fc2.fan_out == 50 and manifest.dense_macs == 73728 + 73728 + 16384 + 1600
     assert manifest.training["dataset"] == "synthetic" and manifest.training["accuracy"] == 0.5
     assert manifest.training["mode"] == "stl" and manifest.training["time_steps"] == 4
-    assert manifest.outputs == {"scores": "float32", "spikes": "int64", "sops": "int64"}
+    assert manifest.outputs == {
+        "scores": "float32",
+        "spikes": "int64",
+        "sops": "int64",
+        "step_scores": "float32",
+        "step_spikes": "int64",
+        "step_sops": "int64",
+    }
     assert manifest.parity["passed"] and set(manifest.parity["backends"]) == {"folded", "torchscript", "onnxruntime"}
     assert manifest.energy.e_ac_pj == 0.9 and manifest.energy.e_mac_pj == 4.6
 
@@ -181,5 +205,12 @@ def test_config_pbtxt_matches_the_graph(exported):
     assert frames["name"] == graph.input[0].name and frames["data_type"] == "TYPE_FP32"
     assert frames["dims"] == [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
     outputs = {o["name"]: (o["data_type"], o["dims"]) for o in config["output"]}
-    assert outputs == {"scores": ("TYPE_FP32", [10]), "spikes": ("TYPE_INT64", [4]), "sops": ("TYPE_INT64", [4])}
+    assert outputs == {
+        "scores": ("TYPE_FP32", [10]),
+        "spikes": ("TYPE_INT64", [4]),
+        "sops": ("TYPE_INT64", [4]),
+        "step_scores": ("TYPE_FP32", [4, 10]),
+        "step_spikes": ("TYPE_INT64", [4, 4]),
+        "step_sops": ("TYPE_INT64", [4]),
+    }
     assert outputs["scores"][1] == [len(manifest.classes)] and frames["dims"][0] == manifest.time_steps

@@ -68,7 +68,7 @@ def test_folded_spike_trains_equal_the_training_model_on_many_inputs(seed):
         assert train.mean() > 0.02, f"{name} barely fires: the comparison would prove little"
         differing |= set(torch.nonzero((train != run.spike_trains[name]).flatten(1).any(dim=1)).flatten().tolist())
     ref = reference_outputs(model, frames)
-    ties = [i for i in differing if tie_flips(frozen, frames[i : i + 1], ref.spikes[i], ref.sops[i]) is not None]
+    ties = [i for i in differing if tie_flips(frozen, frames[i : i + 1], ref.counts(i)) is not None]
     assert ties == sorted(differing), "every folded/unfolded difference must be a threshold tie"
     assert len(ties) <= 2, f"{len(ties)} of 48 samples hit a tie: far more than float rounding explains"
 
@@ -116,7 +116,7 @@ def test_sops_equal_an_all_ones_conv_over_each_layers_recorded_input():
     ]
     with torch.no_grad():
         model(frames)
-        _, _, sops = frozen(frames)
+        _, _, sops, *_ = frozen(frames)
     for hook in hooks:
         hook.remove()
     for column, name in enumerate(frozen.synaptic_names()):
@@ -139,7 +139,7 @@ def test_first_layer_sops_weight_event_counts_not_just_activity():
     frames = torch.zeros(1, 4, 2, 32, 32)
     frames[0, 0, 1, 10, 10] = 7  # seven events on one interior pixel, one time bin
     frames[0, 2, 0, 0, 0] = 1  # one event in a corner
-    _, _, sops = frozen(frames)
+    _, _, sops, *_ = frozen(frames)
     assert sops[0, 0].item() == 7 * 4 * 9 + 1 * 4 * 4  # 4 output channels, 3x3 kernel, padding 1
 
 
@@ -153,6 +153,37 @@ def test_spike_counts_sum_each_layer_over_neurons_and_time():
     assert run.spikes.dtype == torch.int64 and run.sops.dtype == torch.int64
     assert torch.equal(run.spikes, expected.long())
     assert torch.equal(run.spikes, torch.from_numpy(reference_outputs(model, frames).spikes))
+
+
+def test_per_step_outputs_are_counted_independently_and_sum_to_the_totals():
+    model = lively_model(8, time_steps=5)
+    frozen = freeze(model)
+    frames = random_frames(4, model, seed=8)
+    with torch.no_grad():
+        run = frozen.run(frames)
+    trains = spike_trains(model, frames)  # the training model's own LIF outputs, [B, T, ...]
+    expected_steps = torch.stack([trains[n].flatten(2).sum(dim=2) for n in frozen.lif_names()], dim=2)
+    assert run.step_spikes.shape == (4, 5, 4) and run.step_spikes.dtype == torch.int64
+    assert torch.equal(run.step_spikes, expected_steps.long())
+    reference = reference_outputs(model, frames)  # SOPs per step by all-ones convolutions
+    assert run.step_sops.shape == (4, 5) and torch.equal(run.step_sops, torch.from_numpy(reference.step_sops))
+    assert torch.equal(run.spikes, run.step_spikes.sum(dim=1))
+    assert torch.equal(run.sops.sum(dim=1), run.step_sops.sum(dim=1))
+    with torch.no_grad():
+        torch.testing.assert_close(run.scores, model(frames), rtol=0, atol=1e-6)
+    torch.testing.assert_close(run.step_scores, torch.from_numpy(reference.step_scores), rtol=0, atol=1e-6)
+    torch.testing.assert_close(run.scores, run.step_scores.mean(dim=1), rtol=0, atol=0)
+
+
+def test_per_step_sops_of_the_first_layer_follow_the_events_by_hand():
+    model = lively_model(5)
+    conv1 = freeze(model).layers["conv1"]
+    frames = torch.zeros(1, 4, 2, 32, 32)
+    frames[0, 0, 1, 10, 10] = 7  # step 0: seven events on an interior pixel
+    frames[0, 2, 0, 0, 0] = 1  # step 2: one event in a corner
+    frames[0, 3, 0, 31, 5] = 2  # step 3: two events on the bottom edge
+    sops = conv1.step_sops(frames.flatten(0, 1), 4)
+    assert sops.tolist() == [[7 * 4 * 9, 0, 1 * 4 * 4, 2 * 4 * 6]]  # 4 output channels, 3x3 kernel, padding 1
 
 
 def test_lif_fires_at_exactly_the_threshold():

@@ -58,7 +58,7 @@ def test_nir_graph_simulates_to_the_frozen_modules_spikes_and_scores():
     graph = nir_graph(frozen, (2, 32, 32))
     scores, counts = simulate(graph, frames)
     with torch.no_grad():
-        expected_scores, expected_spikes, _ = frozen(frames)
+        expected_scores, expected_spikes, *_ = frozen(frames)
     assert torch.equal(torch.stack([counts[n] for n in frozen.lif_names()], dim=1).long(), expected_spikes)
     torch.testing.assert_close(scores, expected_scores, rtol=0, atol=1e-6)
     assert expected_spikes[:, -1].min() > 0

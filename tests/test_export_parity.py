@@ -7,6 +7,7 @@ import torch
 from export_helpers import lively_model, random_frames
 
 from export.frozen import freeze
+from export.onnx_artifact import OUTPUT_NAMES
 from export.parity import ParityError, ParityInputs, check_parity, parity_inputs
 from models.checkpoint import ModelCard, official_mnist_card
 
@@ -28,7 +29,7 @@ def flip_closest_decision(frozen, frames: torch.Tensor) -> tuple[float, tuple]:
         mask.view(-1)[gap.abs().flatten().argmin()] = True
         flipped = frozen.run(frames[:1], record=False, flips={name: mask})
         outputs = frozen(frames)
-    changed = (flipped.scores, flipped.spikes, flipped.sops)
+    changed = tuple(getattr(flipped, name) for name in OUTPUT_NAMES)
     replaced = (torch.cat([new, old[1:]]) for new, old in zip(changed, outputs, strict=True))
     return gap.abs().min().item(), tuple(replaced)
 
@@ -60,19 +61,44 @@ def test_a_count_off_by_one_fails_the_export(setup):
     model, frozen, inputs = setup
 
     def off_by_one(frames):
-        scores, spikes, sops = frozen(frames)
-        return scores, spikes, sops + torch.tensor([0, 0, 1, 0])
+        scores, spikes, sops, *steps = frozen(frames)
+        return scores, spikes, sops + torch.tensor([0, 0, 1, 0]), *steps
 
     with pytest.raises(ParityError, match=r"broken: 6 sample\(s\) differ in spikes/sops, not by a tie"):
         check_parity(model, frozen, {"broken": off_by_one}, inputs, batch_size=3)
+
+
+def test_a_per_step_count_off_by_one_fails_even_when_the_totals_agree(setup):
+    model, frozen, inputs = setup
+
+    def shifted(frames):
+        *totals, step_scores, step_spikes, step_sops = frozen(frames)
+        moved = step_sops.clone()
+        moved[:, 0] += 1
+        moved[:, 1] -= 1  # the same total, one SOP moved between steps
+        return *totals, step_scores, step_spikes, moved
+
+    with pytest.raises(ParityError, match=r"shifted: 6 sample\(s\) differ in spikes/sops, not by a tie"):
+        check_parity(model, frozen, {"shifted": shifted}, inputs, batch_size=3)
+
+
+def test_totals_that_are_not_the_sums_of_the_steps_fail_the_export(setup):
+    model, frozen, inputs = setup
+
+    def inconsistent(frames):
+        scores, spikes, sops, step_scores, step_spikes, step_sops = frozen(frames)
+        return scores, spikes, sops, step_scores + 1e-3, step_spikes, step_sops
+
+    with pytest.raises(ParityError, match=r"inconsistent: .*not the mean/sums of its per-step outputs"):
+        check_parity(model, frozen, {"inconsistent": inconsistent}, inputs)
 
 
 def test_drifting_scores_fail_the_export(setup):
     model, frozen, inputs = setup
 
     def drift(frames):
-        scores, spikes, sops = frozen(frames)
-        return scores + 1e-3, spikes, sops
+        scores, spikes, sops, *steps = frozen(frames)
+        return scores + 1e-3, spikes, sops, *steps
 
     with pytest.raises(ParityError, match=r"drift: scores differ by 0\.001"):
         check_parity(model, frozen, {"drift": drift}, inputs)

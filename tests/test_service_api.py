@@ -17,7 +17,17 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from service_harness import AEDAT4_SAMPLE, ROOT, Server, copy_model, demo_repository, edit_manifest, metric, write_npz
+from service_harness import (
+    AEDAT4_SAMPLE,
+    ROOT,
+    Server,
+    copy_model,
+    demo_repository,
+    edit_manifest,
+    legacy_copy,
+    metric,
+    write_npz,
+)
 
 import events
 from export.manifest import Manifest
@@ -39,6 +49,7 @@ def repo(tmp_path_factory) -> Path:
     data[len(data) // 2] ^= 0xFF
     tampered.write_bytes(bytes(data))
     edit_manifest(copy_model(repo, "demo", "ratecoded"), input__encoding="rate-coded")
+    legacy_copy(repo, "demo", "legacy")
     return repo
 
 
@@ -97,8 +108,10 @@ def reference(repo: Path, manifest: Manifest, path: Path):
     spec = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
     frames = events.frame_events(recording.events, sensor, spec)
     session = ort.InferenceSession(str(repo / "demo" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    scores, spikes, sops = session.run(["scores", "spikes", "sops"], {"frames": frames[None]})
-    return recording, sensor, scores[0], spikes[0], sops[0]
+    scores, spikes, sops, step_spikes = session.run(
+        ["scores", "spikes", "sops", "step_spikes"], {"frames": frames[None]}
+    )
+    return recording, sensor, scores[0], spikes[0], sops[0], step_spikes[0]
 
 
 def assert_problem(response: httpx.Response, status: int, kind: str | None = None) -> dict:
@@ -117,7 +130,7 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["models"] == {"demo": "ready", "ratecoded": "ready", "tampered": "failed"}
+    assert ready.json()["models"] == {"demo": "ready", "ratecoded": "ready", "tampered": "failed", "legacy": "ready"}
 
 
 def test_models_list_reports_runtime_facts_and_the_tampered_model(client, manifest):
@@ -144,7 +157,7 @@ def test_classify_matches_onnx_run_directly(client, repo, manifest, recordings):
         response = classify(client, path, top_k=3)
         assert response.status_code == 200, (name, response.text)
         body = response.json()
-        recording, sensor, scores, spikes, sops = reference(repo, manifest, path)
+        recording, sensor, scores, spikes, sops, step_spikes = reference(repo, manifest, path)
         assert body["model"] == {"name": "demo", "version": 1}
         expected_top = np.argsort(-scores, kind="stable")[:3]
         assert [c["index"] for c in body["top_k"]] == expected_top.tolist()
@@ -163,12 +176,24 @@ def test_classify_matches_onnx_run_directly(client, repo, manifest, recordings):
         layers = body["spikes"]["layers"]
         assert [layer["count"] for layer in layers] == spikes.tolist()
         assert body["spikes"]["total"] == int(spikes.sum())
-        for layer, spec in zip(layers, manifest.lif_layers, strict=True):
+        for i, (layer, spec) in enumerate(zip(layers, manifest.lif_layers, strict=True)):
             assert layer["name"] == spec.name and layer["neurons"] == spec.neurons
+            assert layer["steps"] == step_spikes[:, i].tolist() and sum(layer["steps"]) == layer["count"]
             assert layer["rate"] == pytest.approx(layer["count"] / (spec.neurons * manifest.time_steps))
         assert [layer["sops"] for layer in body["energy"]["layers"]] == sops.tolist()
         assert set(body["timing_ms"]) == {"decode", "frame", "queue", "infer", "total"}
         assert all(v >= 0 for v in body["timing_ms"].values())
+
+
+def test_a_repository_exported_before_per_step_outputs_still_classifies(client, recordings):
+    path = next(iter(recordings.values()))
+    current, legacy = (classify(client, path, url=f"/v1/models/{name}/classify").json() for name in ("demo", "legacy"))
+    assert legacy["prediction"] == current["prediction"] and legacy["energy"]["sops"] == current["energy"]["sops"]
+    assert [layer["count"] for layer in legacy["spikes"]["layers"]] == [
+        layer["count"] for layer in current["spikes"]["layers"]
+    ]
+    assert all(layer["steps"] is None for layer in legacy["spikes"]["layers"])
+    assert all(len(layer["steps"]) == 8 for layer in current["spikes"]["layers"])
 
 
 @pytest.mark.parametrize("profile_name", ["45nm-fp32", "45nm-int8", "45nm-fp32-mac-input"])

@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from models.checkpoint import load_checkpoint
+from models.datasets.synthetic import CameraParams, generate_recording, split_seed
 from models.evaluate import run as evaluate_checkpoint
 from models.train import train
 
@@ -45,6 +47,18 @@ def test_the_checkpoint_loads_with_a_complete_card(trained):
     assert card.training["wall_time_s"] > 0
     assert json.loads(path.with_suffix(".json").read_text())["arch"]["channels"] == [8, 16]
     assert not model.training
+
+
+def test_the_card_records_the_median_training_recording_duration_as_the_stream_window(trained):
+    path, _ = trained
+    _, card = load_checkpoint(path)
+    params = CameraParams(duration_s=(0.15, 0.3))
+    spans = []
+    for i in range(200):  # every training recording: label i % 10, the train split's seed
+        t = generate_recording(i % 10, split_seed(0, "train"), i, params)["t"]
+        spans.append(int(t[-1]) - int(t[0]))
+    assert card.window_us == int(np.median(spans))
+    assert 150_000 * 0.9 < card.window_us < 300_000
 
 
 def test_evaluate_reproduces_the_reported_accuracy_on_the_same_split(trained, tmp_path):

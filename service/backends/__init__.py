@@ -1,7 +1,9 @@
 """Inference backends: one forward pass over a batch of frames, on ONNX Runtime or TorchScript.
 
-Both take ``float32 [B, T, C, h, w]`` and return the graph's three outputs as NumPy arrays.
-``create_backend`` imports the chosen module only, so the ONNX path never imports PyTorch.
+Both take ``float32 [B, T, C, h, w]`` and return the graph's outputs as NumPy arrays: the three
+totals always, the three per-step outputs when the artifact has them (exports from before
+DESIGN.md section 10 do not). ``create_backend`` imports the chosen module only, so the ONNX
+path never imports PyTorch.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ import numpy as np
 ARTIFACTS = {"onnx": "model.onnx", "torchscript": "model.pt"}
 
 
+STEP_OUTPUTS = ("step_scores", "step_spikes", "step_sops")
+
+
 @dataclass
 class Outputs:
-    """One batch's results: ``scores [B, classes]``, ``spikes [B, L]``, ``sops [B, S]``."""
+    """One batch's results: ``scores [B, classes]``, ``spikes [B, L]``, ``sops [B, S]``, and per step
+    ``step_scores [B, T, classes]``, ``step_spikes [B, T, L]``, ``step_sops [B, T]`` (None for old exports)."""
 
     scores: np.ndarray
     spikes: np.ndarray
     sops: np.ndarray
+    step_scores: np.ndarray | None = None
+    step_spikes: np.ndarray | None = None
+    step_sops: np.ndarray | None = None
 
 
 class Backend(Protocol):

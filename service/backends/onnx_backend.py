@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.backends import Outputs
+from service.backends import STEP_OUTPUTS, Outputs
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -39,8 +39,9 @@ class OnnxBackend:
         if device == "cuda" and self.provider != CUDA:
             raise RuntimeError("device 'cuda' requested but the CUDA execution provider failed to load")
         self.device = "cuda" if self.provider == CUDA else "cpu"
-        self.output_names = ["scores", "spikes", "sops"]
+        graph_outputs = {o.name for o in self.session.get_outputs()}
+        self.output_names = ["scores", "spikes", "sops", *(n for n in STEP_OUTPUTS if n in graph_outputs)]
 
     def run(self, frames: np.ndarray) -> Outputs:
-        scores, spikes, sops = self.session.run(self.output_names, {"frames": np.ascontiguousarray(frames)})
-        return Outputs(scores=scores, spikes=spikes, sops=sops)
+        arrays = self.session.run(self.output_names, {"frames": np.ascontiguousarray(frames)})
+        return Outputs(**dict(zip(self.output_names, arrays, strict=True)))

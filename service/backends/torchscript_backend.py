@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.backends import Outputs
+from service.backends import STEP_OUTPUTS, Outputs
 
 
 class TorchScriptBackend:
@@ -33,6 +33,5 @@ class TorchScriptBackend:
         with torch.inference_mode():
             out = self.module(torch.from_numpy(np.ascontiguousarray(frames)).to(self.device))
         if isinstance(out, dict):
-            out = (out["scores"], out["spikes"], out["sops"])
-        scores, spikes, sops = (t.detach().cpu().numpy() for t in out)
-        return Outputs(scores=scores, spikes=spikes, sops=sops)
+            out = [out[name] for name in ("scores", "spikes", "sops", *STEP_OUTPUTS) if name in out]
+        return Outputs(*(t.detach().cpu().numpy() for t in out))

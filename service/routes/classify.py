@@ -257,16 +257,13 @@ def build_result(
     order = np.argsort(-scores, kind="stable")[:top_k]
     ranked = [{"index": int(i), "label": manifest.classes[i], "score": float(scores[i])} for i in order]
     layers = []
-    for layer, count in zip(manifest.lif_layers, sample.spikes.tolist(), strict=True):
+    for i, (layer, count) in enumerate(zip(manifest.lif_layers, sample.spikes.tolist(), strict=True)):
         count = round(count)
-        layers.append(
-            {
-                "name": layer.name,
-                "neurons": layer.neurons,
-                "count": count,
-                "rate": count / (layer.neurons * manifest.time_steps),
-            }
-        )
+        entry = {"name": layer.name, "neurons": layer.neurons, "count": count}
+        entry["rate"] = count / (layer.neurons * manifest.time_steps)
+        if sample.step_spikes is not None:
+            entry["steps"] = [round(c) for c in sample.step_spikes[:, i].tolist()]
+        layers.append(entry)
     return {
         "model": {"name": model.name, "version": model.version},
         "prediction": ranked[0],
