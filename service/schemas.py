@@ -115,6 +115,19 @@ class Energy(BaseModel):
     source: str
     measured_gpu_j: float | None = Field(description="this sample's share of its batch's GPU energy (NVML)")
     measured_gpu: str = Field(description="how measured_gpu_j was obtained, or why it is unavailable")
+    snn_pj_decided: float | None = Field(
+        None,
+        description="with early_exit: SNN energy of the first decision.step time steps (null for a profile that "
+        "charges a non-binary-input layer as MACs, which needs per-layer steps)",
+    )
+
+
+class EarlyDecision(BaseModel):
+    step: int = Field(description="first time step (1..T) whose running top-1 minus top-2 score reached the margin")
+    margin: float = Field(description="top-1 minus top-2 of the running mean score at that step")
+    reached: bool = Field(description="false when no step reached the margin (step is then T)")
+    index: int = Field(description="the top class after that step")
+    label: str
 
 
 class Timing(BaseModel):
@@ -132,6 +145,7 @@ class ClassifyResponse(BaseModel):
     input: InputInfo
     spikes: Spikes
     energy: Energy
+    decision: EarlyDecision | None = Field(None, description="with early_exit only")
     timing_ms: Timing
 
 

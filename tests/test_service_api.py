@@ -196,6 +196,44 @@ def test_a_repository_exported_before_per_step_outputs_still_classifies(client, 
     assert all(len(layer["steps"]) == 8 for layer in current["spikes"]["layers"])
 
 
+def test_early_exit_reports_the_decision_step_and_the_energy_up_to_it(client, repo, manifest, recordings):
+    path = next(iter(recordings.values()))
+    recording = events.load(path)
+    sensor = events.resolve_sensor_size(recording, (manifest.input.sensor_width, manifest.input.sensor_height))
+    spec = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
+    frames = events.frame_events(recording.events, sensor, spec)
+    session = ort.InferenceSession(str(repo / "demo" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    step_scores, step_sops = (out[0] for out in session.run(["step_scores", "step_sops"], {"frames": frames[None]}))
+    for margin in (0.05, 0.3, 1.0):
+        body = classify(client, path, early_exit=margin).json()
+        for k in range(1, manifest.time_steps + 1):  # the rule, step by step
+            top2 = sorted(step_scores[:k].astype(np.float64).mean(axis=0))[-2:]
+            if top2[1] - top2[0] >= margin - 1e-12:
+                expected_step, reached = k, True
+                break
+        else:
+            expected_step, reached = manifest.time_steps, False
+        decision = body["decision"]
+        assert (decision["step"], decision["reached"]) == (expected_step, reached)
+        assert decision["label"] == manifest.classes[int(np.argmax(step_scores[:expected_step].mean(axis=0)))]
+        assert body["energy"]["snn_pj_decided"] == pytest.approx(0.9 * int(step_sops[:expected_step].sum()))
+        assert body["energy"]["snn_pj_decided"] <= body["energy"]["snn_pj"] + 1e-6
+        assert any("still computed all time steps" in a for a in body["energy"]["assumptions"])
+    assert classify(client, path).json()["decision"] is None
+
+
+def test_early_exit_is_validated_and_needs_a_model_with_per_step_outputs(client, recordings):
+    path = next(iter(recordings.values()))
+    for bad in (0, -0.1, 1.5):
+        assert (
+            "early_exit is a margin in (0, 1]" in assert_problem(classify(client, path, early_exit=bad), 422)["detail"]
+        )
+    body = assert_problem(
+        classify(client, path, url="/v1/models/legacy/classify", early_exit=0.5), 422, "model-lacks-step-outputs"
+    )
+    assert "re-export" in body["detail"] and "'legacy'" in body["detail"]
+
+
 @pytest.mark.parametrize("profile_name", ["45nm-fp32", "45nm-int8", "45nm-fp32-mac-input"])
 def test_energy_follows_the_manifest_and_the_profile(client, manifest, recordings, profile_name):
     profile = json.loads((PROFILES / f"{profile_name}.json").read_text())

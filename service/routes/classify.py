@@ -21,6 +21,8 @@ from fastapi.responses import Response
 import events
 from service.batcher import Overloaded, SampleResult
 from service.dependencies import AppContext, get_context
+from service.early_decision import NOTE as EARLY_DECISION_NOTE
+from service.early_decision import decide, decided_energy_pj
 from service.energy import EnergyProfile, estimate
 from service.ingest import IngestLimits, Prepared, prepare
 from service.problems import Problem
@@ -46,6 +48,7 @@ class ClassifyParams:
     top_k: int | None
     sensor_size: str | None
     energy_profile: str | None
+    early_exit: float | None = None
 
 
 async def classify_form(
@@ -55,13 +58,24 @@ async def classify_form(
     top_k: Annotated[int | None, Form(description="how many classes to list (1..classes, default 5)")] = None,
     sensor_size: Annotated[str | None, Form(description="override the sensor size: 'W,H' or 'WxH'")] = None,
     energy_profile: Annotated[str | None, Form(description="energy profile name (default: the model's)")] = None,
+    early_exit: Annotated[
+        float | None,
+        Form(
+            description="early decision margin in (0, 1]: report the first step whose running top-1 minus top-2 "
+            "score reaches it, and the energy of the steps up to it"
+        ),
+    ] = None,
 ) -> ClassifyParams:
     if file is not None and files:
         raise Problem(422, "invalid-parameters", "send either 'file' or 'files', not both")
     uploads = [file] if file is not None else list(files or [])
     if not uploads:
         raise Problem(422, "invalid-parameters", "no event file: send multipart field 'file' (or 'files')")
-    return ClassifyParams(uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None)
+    if early_exit is not None and not 0 < early_exit <= 1:
+        raise Problem(422, "invalid-parameters", f"early_exit is a margin in (0, 1], not {early_exit:g}")
+    return ClassifyParams(
+        uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None, early_exit
+    )
 
 
 ROUTE = {
@@ -136,6 +150,8 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
             422, "invalid-parameters", f"unknown energy_profile {profile_name!r}; known: {', '.join(ctx.profiles)}"
         )
     override = parse_sensor_size(params.sensor_size)
+    if params.early_exit is not None:
+        require_step_outputs(model, "early_exit")
 
     model.batcher.expect(len(params.uploads))
     try:
@@ -150,12 +166,24 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
     gpu_note = ctx.registry.gpu_note(model)
     total_ms = (time.perf_counter() - started) * 1000
     results = [
-        build_result(model, p, s, top_k, profile, gpu_note, total_ms) for p, s in zip(prepared, samples, strict=True)
+        build_result(model, p, s, top_k, profile, gpu_note, total_ms, params.early_exit)
+        for p, s in zip(prepared, samples, strict=True)
     ]
     for result in results:
         ctx.metrics.spikes.labels(model.name).observe(result["spikes"]["total"])
     request.state.log["prediction"] = [r["prediction"]["label"] for r in results]
     return {"results": results} if params.many else results[0]
+
+
+def require_step_outputs(model: ServedModel, feature: str) -> None:
+    """A 422 naming the fix when ``model`` was exported before the per-step outputs ``feature`` needs."""
+    if not model.manifest.has_step_outputs:
+        raise Problem(
+            422,
+            "model-lacks-step-outputs",
+            f"{feature} needs per-step outputs, and model {model.name!r} version {model.version} was exported before "
+            f"they existed: re-export it (python -m export CHECKPOINT --out REPOSITORY --force)",
+        )
 
 
 def parse_sensor_size(value: str | None) -> tuple[int, int] | None:
@@ -250,8 +278,9 @@ def build_result(
     profile: EnergyProfile,
     gpu_note: str,
     total_ms: float,
+    early_exit: float | None = None,
 ) -> dict:
-    """One file's result as DESIGN.md section 6 lays it out."""
+    """One file's result as DESIGN.md section 6 lays it out (plus ``decision`` for an early-exit margin)."""
     manifest = model.manifest
     scores = np.asarray(sample.scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")[:top_k]
@@ -264,13 +293,27 @@ def build_result(
         if sample.step_spikes is not None:
             entry["steps"] = [round(c) for c in sample.step_spikes[:, i].tolist()]
         layers.append(entry)
+    energy = estimate(manifest, np.rint(sample.sops).astype(np.int64), profile, sample.gpu_joules, gpu_note)
+    decision = None
+    if early_exit is not None:
+        decided = decide(sample.step_scores, early_exit)
+        decision = {
+            "step": decided.step,
+            "margin": decided.margin,
+            "reached": decided.reached,
+            "index": decided.index,
+            "label": manifest.classes[decided.index],
+        }
+        energy["snn_pj_decided"] = decided_energy_pj(manifest, sample.step_sops, decided.step, profile)
+        energy["assumptions"].append(EARLY_DECISION_NOTE)
     return {
         "model": {"name": model.name, "version": model.version},
         "prediction": ranked[0],
         "top_k": ranked,
         "input": prepared.input,
         "spikes": {"total": sum(layer["count"] for layer in layers), "layers": layers},
-        "energy": estimate(manifest, np.rint(sample.sops).astype(np.int64), profile, sample.gpu_joules, gpu_note),
+        "energy": energy,
+        "decision": decision,
         "timing_ms": {
             "decode": prepared.decode_s * 1000,
             "frame": prepared.frame_s * 1000,
