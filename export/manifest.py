@@ -33,6 +33,7 @@ class InputSpec:
     channels: int = 2
     encoding: str = "event-frames"  # or "rate-coded" (official MNIST: caller supplies spikes)
     window_us: int | None = None  # median duration of a training sample: the default stream window
+    window_events: int | None = None  # median events of a training sample: 1 % of it marks an idle window
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,7 @@ def _manifest(name: str, version: int, model: SpikingNet, card: ModelCard, parit
             channels=arch.in_channels,
             encoding=card.input_encoding,
             window_us=card.window_us,
+            window_events=card.window_events,
         ),
         lif_layers=lif,
         synaptic_layers=synaptic,

@@ -33,6 +33,7 @@ class ModelCard:
     learning_mode: str = "stl"
     dataset: str = "synthetic"
     window_us: int | None = None  # median duration of a training recording (the default stream window)
+    window_events: int | None = None  # median events of a training recording (sets the idle-window threshold)
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
 

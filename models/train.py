@@ -190,6 +190,7 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
                 f"rate {' '.join(f'{k}={v:.3f}' for k, v in rates.items())}  "
                 f"thresh {' '.join(f'{k}={v:.3f}' for k, v in thresholds.items())}"
             )
+    window_us, window_events = train_set.recording_medians()
     wall = time.perf_counter() - started
     last = history[-1]
     card = ModelCard(
@@ -199,7 +200,8 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
         split_by=args.split_by,
         learning_mode=args.mode,
         dataset=args.dataset,
-        window_us=train_set.median_duration_us(),
+        window_us=window_us,
+        window_events=window_events,
         metrics={
             "test_accuracy": round(last.test_accuracy, 4),
             "train_accuracy": round(last.train_accuracy, 4),

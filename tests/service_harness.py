@@ -93,6 +93,7 @@ def legacy_copy(repo: Path, source: str, name: str) -> Path:
     manifest = json.loads((version_dir / "manifest.json").read_text())
     manifest["outputs"] = {"scores": "float32", "spikes": "int64", "sops": "int64"}
     manifest["input"].pop("window_us")
+    manifest["input"].pop("window_events")
     manifest["files"] = {"model.onnx": hashlib.sha256(graph_path.read_bytes()).hexdigest()}
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
     return version_dir

@@ -49,15 +49,16 @@ def test_the_checkpoint_loads_with_a_complete_card(trained):
     assert not model.training
 
 
-def test_the_card_records_the_median_training_recording_duration_as_the_stream_window(trained):
+def test_the_card_records_the_median_training_recording_duration_and_events_for_streams(trained):
     path, _ = trained
     _, card = load_checkpoint(path)
     params = CameraParams(duration_s=(0.15, 0.3))
-    spans = []
+    spans, counts = [], []
     for i in range(200):  # every training recording: label i % 10, the train split's seed
         t = generate_recording(i % 10, split_seed(0, "train"), i, params)["t"]
         spans.append(int(t[-1]) - int(t[0]))
-    assert card.window_us == int(np.median(spans))
+        counts.append(len(t))
+    assert card.window_us == int(np.median(spans)) and card.window_events == int(np.median(counts))
     assert 150_000 * 0.9 < card.window_us < 300_000
 
 

@@ -60,20 +60,22 @@ class EventDataset(Dataset):
             self._cache[index] = frames
         return frames
 
-    def median_duration_us(self, limit: int = 200) -> int | None:
-        """Median ``t_last - t_first`` over up to ``limit`` evenly spaced recordings (None when empty).
+    def recording_medians(self, limit: int = 200) -> tuple[int, int] | tuple[None, None]:
+        """Median duration (``t_last - t_first``, µs) and median event count of up to ``limit`` evenly
+        spaced recordings; ``(None, None)`` when empty.
 
-        Recorded in the checkpoint card as the default window for streams (DESIGN.md section 10);
-        a sample keeps the cost bounded on large datasets.
+        Recorded in the checkpoint card as the default window for streams and the base of its idle
+        threshold (DESIGN.md section 10); a sample keeps the cost bounded on large datasets.
         """
         if not self.samples:
-            return None
+            return None, None
         picks = np.unique(np.linspace(0, len(self.samples) - 1, min(limit, len(self.samples))).astype(int))
-        spans = []
+        spans, counts = [], []
         for i in picks:
             t = self.samples[i].events()["t"]
             spans.append(int(t.max()) - int(t.min()) if len(t) else 0)
-        return int(np.median(spans))
+            counts.append(len(t))
+        return int(np.median(spans)), int(np.median(counts))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.frames(index), self.samples[index].label
