@@ -125,6 +125,26 @@ class DynamicBatcher:
             self._cond.notify()
         return future
 
+    def submit_group(self, samples: list[np.ndarray]) -> list[Future]:
+        """Queue the samples of one request together (a timeline's windows), counting as one announced sample.
+
+        A group is admitted whenever the queue has room for one more sample, so a long recording is
+        not refused only for having more windows than ``max_queue`` (its request's own window limit
+        bounds it); it is refused, whole, when the queue is already full.
+        """
+        futures: list[Future] = [Future() for _ in samples]
+        with self._cond:
+            self._expected = max(0, self._expected - 1)
+            if self._closing:
+                raise Overloaded(f"model {self.name!r} is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise Overloaded(f"model {self.name!r} has {len(self._queue)} samples queued (limit {self.max_queue})")
+            now = time.monotonic()
+            self._queue.extend(_Job(frames, future, now) for frames, future in zip(samples, futures, strict=True))
+            self._on_depth(len(self._queue))
+            self._cond.notify()
+        return futures
+
     def close(self, timeout: float | None = None) -> None:
         """Stop taking work, finish what is queued, join the worker."""
         with self._cond:

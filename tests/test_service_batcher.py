@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import types
 
 import numpy as np
@@ -146,3 +147,30 @@ def test_nvml_meter_reads_the_board_energy_counter_in_joules(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     missing = GpuEnergyMeter()
     assert not missing.available and missing.read_joules() is None and "not installed" in missing.reason
+
+
+def test_a_group_larger_than_the_queue_is_admitted_whole_and_keeps_its_order():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=4, max_delay_s=0, max_queue=3)
+    batcher.expect(1)  # one request announced; its 10 windows come as one group
+    futures = batcher.submit_group([sample(i) for i in range(10)])
+    results = [f.result(10) for f in futures]
+    batcher.close(10)
+    assert [float(r.scores[0]) for r in results] == list(range(10))
+    assert sum(model.batches) == 10 and max(model.batches) <= 4
+
+
+def test_a_group_is_refused_whole_when_the_queue_is_already_full():
+    gate = threading.Event()
+    model = Recorder(gate)
+    batcher = DynamicBatcher("m", model, max_batch_size=1, max_delay_s=0, max_queue=2)
+    running = batcher.submit(sample(0))  # taken by the worker, which then waits on the gate
+    while batcher.depth:
+        time.sleep(0.001)
+    queued = [batcher.submit(sample(1)), batcher.submit(sample(2))]
+    with pytest.raises(Overloaded, match="2 samples queued"):
+        batcher.submit_group([sample(3), sample(4)])
+    gate.set()
+    assert [float(f.result(10).scores[0]) for f in (running, *queued)] == [0, 1, 2]
+    batcher.close(10)
+    assert model.batches == [1, 1, 1]
