@@ -1,7 +1,7 @@
 """Event-camera files in, count frames out. Imports nothing else of this project.
 
 Public API: ``load``, ``Recording``, ``EventDecodeError``, ``EVENT_DTYPE``, ``FramingSpec``,
-``frame_events``, ``resolve_sensor_size``, ``warm_up_decoders``.
+``frame_events``, ``frame_windows``, ``Windows``, ``resolve_sensor_size``, ``warm_up_decoders``.
 """
 
 from events.errors import EventDecodeError, LimitExceededError, UnknownFormatError
@@ -11,6 +11,7 @@ from events.framing import FramingSpec, frame_events
 from events.load import detect_format, load
 from events.recording import EVENT_DTYPE, Recording, make_events, resolve_sensor_size
 from events.warm_up import warm_up_decoders
+from events.windows import Windows, frame_windows
 
 __all__ = [
     "EVENT_DTYPE",
@@ -21,8 +22,10 @@ __all__ = [
     "LimitExceededError",
     "Recording",
     "UnknownFormatError",
+    "Windows",
     "detect_format",
     "frame_events",
+    "frame_windows",
     "load",
     "make_events",
     "resolve_sensor_size",

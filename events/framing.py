@@ -228,6 +228,33 @@ def _count_strays(  # pragma: no cover - compiled
             flat[(home + np.uint64(p[i] != 0)) * plane + _offset(x[i], y[i], sx, kx, sy, ky, w)] += np.float32(1.0)
 
 
+@numba.njit(cache=True, nogil=True)
+def _count_runs(x, y, p, width, height, sx, kx, sy, ky, bounds, out, work, bad):  # pragma: no cover - compiled
+    """Claim rows of ``bounds`` from ``work`` until none is left; count run ``b`` of row ``i`` into
+    ``out[i * T + b]`` (zeroed first). ``bad[i]`` gets row ``i``'s first event outside the sensor or -1."""
+    steps = bounds.shape[1] - 1
+    geometry = _geometry(out, width, height, sx, kx, sy, ky)
+    flat = out.reshape(-1)
+    scaled = width != out.shape[3] or height != out.shape[2]
+    while True:
+        i = fetch_increment(work, NEXT)
+        if i >= len(bounds):
+            return
+        out[i * steps : (i + 1) * steps] = 0
+        for b in range(steps):
+            start, stop = bounds[i, b], bounds[i, b + 1]
+            xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]
+            base = np.uint64(2 * (i * steps + b)) * geometry[0]
+            if scaled:
+                first, _ = _count_run(xs, xs, ys, ps, 0, 0, flat, base, geometry, bad[:0], True, False)
+            else:
+                first, _ = _count_run(xs, xs, ys, ps, 0, 0, flat, base, geometry, bad[:0], False, False)
+            if first >= 0:
+                bad[i] = start + first
+                break
+        fetch_increment(work, DONE)
+
+
 def _bin_starts(t_first: int, t_last: int, time_steps: int) -> np.ndarray:
     """The earliest time of each bin when ``[t_first, t_last]`` is cut into equal spans.
 
@@ -302,14 +329,55 @@ def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tu
 
 def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec) -> np.ndarray:
     """Count events into ``float32 [T, 2, h, w]`` frames; too few events is an ``EventDecodeError``."""
-    width, height = int(sensor_size[0]), int(sensor_size[1])
     n = len(events)
     if n < spec.time_steps:
         raise EventDecodeError("framing", f"{n} events cannot fill {spec.time_steps} time steps")
+    width, height = _sensor(sensor_size)
+    out, bad = _count(events, width, height, spec)
+    _check_inside(events, bad, width, height)
+    return out
+
+
+def frame_runs(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec, bounds: np.ndarray) -> np.ndarray:
+    """Count run ``bounds[i, b]:bounds[i, b + 1]`` of ``events`` into frame ``[i, b]``: float32 ``[n, T, 2, h, w]``.
+
+    ``bounds`` is ``int64 [n, T + 1]``, non-decreasing along each row and within ``[0, len(events)]``;
+    the caller decides which events make each bin (``events.windows`` cuts windows with it). One
+    compiled pass counts every run; windows are shared with a helper thread like ``frame_events``'s bins.
+    """
+    bounds = np.ascontiguousarray(bounds, np.int64)
+    n = len(bounds)
+    if bounds.shape != (n, spec.time_steps + 1):
+        raise ValueError(f"bounds must be [n, {spec.time_steps + 1}], not {list(bounds.shape)}")
+    if n and (bounds.min() < 0 or bounds.max() > len(events) or (np.diff(bounds, axis=1) < 0).any()):
+        raise ValueError("bounds must be non-decreasing runs inside the events")
+    width, height = _sensor(sensor_size)
+    out = np.empty((n, spec.time_steps, 2, spec.height, spec.width), np.float32)
+    work, bad = np.zeros(2, np.int64), np.full(n, -1, np.int64)
+    scales = _kernel_scales(width, height, spec.width, spec.height)
+    planes = out.reshape(n * spec.time_steps, 2, spec.height, spec.width)
+    count = functools.partial(
+        _count_runs, events["x"], events["y"], events["p"], width, height, *scales, bounds, planes, work, bad
+    )
+    counted = int(bounds[:, -1].sum() - bounds[:, 0].sum())
+    for _ in range(1, THREADS if counted >= PARALLEL_MIN_EVENTS and n > 1 else 1):
+        _HELPERS.hand(count)
+    count()
+    wait_until(work, DONE, n)
+    found = bad[bad >= 0]
+    _check_inside(events, int(found.min()) if len(found) else -1, width, height)
+    return out
+
+
+def _sensor(sensor_size: tuple[int, int]) -> tuple[int, int]:
+    width, height = int(sensor_size[0]), int(sensor_size[1])
     if not (0 < width <= MAX_SENSOR and 0 < height <= MAX_SENSOR):
         raise EventDecodeError("framing", f"sensor size {width}x{height} is outside 1..{MAX_SENSOR} pixels a side")
-    out, bad = _count(events, width, height, spec)
+    return width, height
+
+
+def _check_inside(events: np.ndarray, bad: int, width: int, height: int) -> None:
+    """Raise for event ``bad`` (the first counted one outside the sensor), if any."""
     if bad >= 0:
         x, y = int(events["x"][bad]), int(events["y"][bad])
         raise EventDecodeError("framing", f"event {bad} at ({x}, {y}) lies outside the {width}x{height} sensor")
-    return out
