@@ -8,7 +8,6 @@ client that disconnects or times out is cancelled before it reaches the model.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -27,15 +26,24 @@ from service.energy import EnergyProfile, estimate
 from service.ingest import IngestLimits, Prepared, prepare
 from service.problems import Problem
 from service.registry import ServedModel
+from service.routes.inference_steps import (
+    check_early_exit,
+    check_format,
+    check_serves_events,
+    decode_problem,
+    default_model,
+    energy_profile,
+    parse_sensor_size,
+    require_step_outputs,
+    wait_for_results,
+)
 from service.routes.models import ModelName, find_model
 from service.schemas import ClassifyBatchResponse, ClassifyResponse, problem_responses
 from service.security import require_api_key
 
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(require_api_key)])
 
-SENSOR_SIZE = re.compile(r"^\s*(\d{1,5})\s*[,xX]\s*(\d{1,5})\s*$")
 DEFAULT_TOP_K = 5
-DECODE_KINDS = {400: "undecodable-file", 413: "recording-too-large", 415: "unknown-format"}
 
 
 @dataclass
@@ -71,8 +79,7 @@ async def classify_form(
     uploads = [file] if file is not None else list(files or [])
     if not uploads:
         raise Problem(422, "invalid-parameters", "no event file: send multipart field 'file' (or 'files')")
-    if early_exit is not None and not 0 < early_exit <= 1:
-        raise Problem(422, "invalid-parameters", f"early_exit is a margin in (0, 1], not {early_exit:g}")
+    check_early_exit(early_exit)
     return ClassifyParams(
         uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None, early_exit
     )
@@ -100,12 +107,7 @@ async def classify_default(
     params: Annotated[ClassifyParams, Depends(classify_form)],
     ctx: Annotated[AppContext, Depends(get_context)],
 ):
-    model = ctx.registry.default()
-    if model is None:
-        loading = not ctx.registry.loaded.is_set()
-        detail = "models are still loading" if loading else "the model repository holds no model; see /v1/models"
-        raise Problem(503, "not-ready", detail, retry_after=1 if loading else 60)
-    return await classify(request, model, params, ctx)
+    return await classify(request, default_model(ctx), params, ctx)
 
 
 async def classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext):
@@ -125,30 +127,16 @@ async def classify(request: Request, model: ServedModel, params: ClassifyParams,
 
 
 async def _classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext, started: float):
-    if not model.ready:
-        detail = f"model {model.name!r} is {model.state}" + (f": {model.error}" if model.error else "")
-        raise Problem(503, "model-unavailable", detail, retry_after=1 if model.state == "loading" else 60)
+    check_serves_events(model)
     manifest = model.manifest
-    if manifest.input.encoding != "event-frames" or manifest.input.channels != 2:
-        raise Problem(
-            415,
-            "model-takes-no-events",
-            f"model {model.name!r} takes {manifest.input.encoding} input, not event files; use an event-camera model",
-        )
     if len(params.uploads) > ctx.settings.max_files:
         raise Problem(413, "too-many-files", f"{len(params.uploads)} files, limit {ctx.settings.max_files}")
-    if params.format is not None and params.format not in events.FORMATS:
-        raise Problem(415, "unknown-format", f"unknown format {params.format!r}; known: {', '.join(events.FORMATS)}")
+    check_format(params.format)
     classes = len(manifest.classes)
     top_k = params.top_k if params.top_k is not None else min(DEFAULT_TOP_K, classes)
     if not 1 <= top_k <= classes:
         raise Problem(422, "invalid-parameters", f"top_k must be between 1 and {classes}")
-    profile_name = params.energy_profile or ctx.settings.energy_profile or manifest.energy.profile
-    profile = ctx.profiles.get(profile_name)
-    if profile is None:
-        raise Problem(
-            422, "invalid-parameters", f"unknown energy_profile {profile_name!r}; known: {', '.join(ctx.profiles)}"
-        )
+    profile = energy_profile(ctx, model, params.energy_profile)
     override = parse_sensor_size(params.sensor_size)
     if params.early_exit is not None:
         require_step_outputs(model, "early_exit")
@@ -175,27 +163,6 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
     return {"results": results} if params.many else results[0]
 
 
-def require_step_outputs(model: ServedModel, feature: str) -> None:
-    """A 422 naming the fix when ``model`` was exported before the per-step outputs ``feature`` needs."""
-    if not model.manifest.has_step_outputs:
-        raise Problem(
-            422,
-            "model-lacks-step-outputs",
-            f"{feature} needs per-step outputs, and model {model.name!r} version {model.version} was exported before "
-            f"they existed: re-export it (python -m export CHECKPOINT --out REPOSITORY --force)",
-        )
-
-
-def parse_sensor_size(value: str | None) -> tuple[int, int] | None:
-    """'W,H' or 'WxH' -> (W, H); anything else is a 422."""
-    if value is None:
-        return None
-    match = SENSOR_SIZE.match(value)
-    if not match or int(match[1]) < 1 or int(match[2]) < 1:
-        raise Problem(422, "invalid-parameters", f"sensor_size must be 'W,H' or 'WxH' (positive), not {value!r}")
-    return int(match[1]), int(match[2])
-
-
 async def _prepare_all(
     model: ServedModel, params: ClassifyParams, override: tuple[int, int] | None, ctx: AppContext
 ) -> list[Prepared]:
@@ -212,8 +179,7 @@ async def _prepare_all(
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, events.EventDecodeError):
-            prefix = f"{name}: " if params.many and name else ""
-            raise Problem(outcome.status, DECODE_KINDS.get(outcome.status, "undecodable-file"), prefix + str(outcome))
+            raise decode_problem(outcome, f"{name}: " if params.many and name else "")
         if isinstance(outcome, BaseException):
             raise outcome
     for prepared in outcomes:
@@ -228,40 +194,14 @@ async def _infer(
     """Queue every sample and wait; None when the client went away first (its samples are dropped)."""
     futures = []
     try:
-        try:
-            for sample in prepared:
-                futures.append(model.batcher.submit(sample.frames))
-        except Overloaded as exc:
-            model.batcher.forget(len(prepared) - len(futures) - 1)
-            raise Problem(503, "overloaded", str(exc), retry_after=ctx.settings.retry_after_s) from None
-        waiter = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        gone = asyncio.create_task(_client_gone(request))
-        timeout = ctx.settings.request_timeout_s
-        done, _ = await asyncio.wait({waiter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        gone.cancel()
-        if waiter in done:
-            samples = waiter.result()
-            for sample in samples:
-                ctx.metrics.queue_wait.labels(model.name).observe(sample.queue_s)
-            return samples
-        waiter.cancel()
-        if gone in done:
-            return None
-        raise Problem(
-            503,
-            "timeout",
-            f"no result within {ctx.settings.request_timeout_s:g} s; the server is overloaded",
-            retry_after=ctx.settings.retry_after_s,
-        )
-    finally:
+        for sample in prepared:
+            futures.append(model.batcher.submit(sample.frames))
+    except Overloaded as exc:
+        model.batcher.forget(len(prepared) - len(futures) - 1)
         for future in futures:
             future.cancel()
-
-
-async def _client_gone(request: Request) -> None:
-    """Returns when the client disconnects (the body is already read, so only that message remains)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+        raise Problem(503, "overloaded", str(exc), retry_after=ctx.settings.retry_after_s) from None
+    return await wait_for_results(request, futures, ctx, model)
 
 
 def _safe_name(filename: str | None) -> str | None:
