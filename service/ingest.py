@@ -57,16 +57,8 @@ def warm_up_framing(manifest: Manifest) -> None:
     events.frame_events(sample, (inp.sensor_width, inp.sensor_height), framing_spec(manifest))
 
 
-def prepare(
-    stream: BinaryIO,
-    filename: str | None,
-    format: str | None,
-    sensor_override: tuple[int, int] | None,
-    manifest: Manifest,
-    limits: IngestLimits,
-) -> Prepared:
-    """Decode ``stream`` (format from content, the client's file name breaking ties) and frame it."""
-    started = time.perf_counter()
+def decode(stream: BinaryIO, filename: str | None, format: str | None, limits: IngestLimits) -> events.Recording:
+    """Decode ``stream`` (format from content, the client's file name breaking ties) within ``limits``."""
     stream.seek(0)
     if format is None:
         head = stream.read(SNIFF_BYTES)
@@ -79,12 +71,18 @@ def prepare(
             recording.format,
             f"recording lasts {recording.duration_us / 1e6:.3f} s, over the {limits.max_duration_us / 1e6:g} s limit",
         )
-    decoded = time.perf_counter()
-    model_sensor = (manifest.input.sensor_width, manifest.input.sensor_height)
-    sensor = events.resolve_sensor_size(recording, model_sensor, sensor_override)
-    frames = events.frame_events(recording.events, sensor, framing_spec(manifest))
-    framed = time.perf_counter()
-    info = {
+    return recording
+
+
+def input_info(
+    recording: events.Recording,
+    filename: str | None,
+    sensor: tuple[int, int],
+    sensor_override: tuple[int, int] | None,
+    manifest: Manifest,
+) -> dict:
+    """The response's ``input`` object: what was decoded and how it was framed."""
+    return {
         "filename": filename,
         "format": recording.format,
         "events": len(recording),
@@ -93,4 +91,75 @@ def prepare(
         "sensor_from_header": bool(recording.sensor_from_header and sensor_override is None),
         "time_steps": manifest.time_steps,
     }
+
+
+def prepare(
+    stream: BinaryIO,
+    filename: str | None,
+    format: str | None,
+    sensor_override: tuple[int, int] | None,
+    manifest: Manifest,
+    limits: IngestLimits,
+) -> Prepared:
+    """Decode ``stream`` and frame the whole recording as one sample."""
+    started = time.perf_counter()
+    recording = decode(stream, filename, format, limits)
+    decoded = time.perf_counter()
+    sensor = events.resolve_sensor_size(recording, model_sensor(manifest), sensor_override)
+    frames = events.frame_events(recording.events, sensor, framing_spec(manifest))
+    framed = time.perf_counter()
+    info = input_info(recording, filename, sensor, sensor_override, manifest)
     return Prepared(frames=frames, input=info, decode_s=decoded - started, frame_s=framed - decoded)
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """How a timeline cuts a recording (DESIGN.md section 10), in microseconds and events."""
+
+    window_us: int
+    stride_us: int
+    min_events: int
+    max_windows: int
+
+
+@dataclass
+class PreparedWindows:
+    """A recording cut into windows, the busy ones framed, and what the response says about its input."""
+
+    windows: events.Windows
+    input: dict
+    decode_s: float
+    frame_s: float
+
+
+def prepare_windows(
+    stream: BinaryIO,
+    filename: str | None,
+    format: str | None,
+    sensor_override: tuple[int, int] | None,
+    manifest: Manifest,
+    limits: IngestLimits,
+    params: WindowParams,
+) -> PreparedWindows:
+    """Decode ``stream`` and frame each busy window of it as one sample."""
+    started = time.perf_counter()
+    recording = decode(stream, filename, format, limits)
+    decoded = time.perf_counter()
+    sensor = events.resolve_sensor_size(recording, model_sensor(manifest), sensor_override)
+    windows = events.frame_windows(
+        recording.events,
+        sensor,
+        framing_spec(manifest),
+        window_us=params.window_us,
+        stride_us=params.stride_us,
+        min_events=params.min_events,
+        max_windows=params.max_windows,
+    )
+    framed = time.perf_counter()
+    info = input_info(recording, filename, sensor, sensor_override, manifest)
+    info.update(window_us=params.window_us, stride_us=params.stride_us, min_events=params.min_events)
+    return PreparedWindows(windows=windows, input=info, decode_s=decoded - started, frame_s=framed - decoded)
+
+
+def model_sensor(manifest: Manifest) -> tuple[int, int]:
+    return manifest.input.sensor_width, manifest.input.sensor_height

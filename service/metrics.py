@@ -42,6 +42,12 @@ class Metrics:
         self.spikes = Histogram(
             "stlsnn_spikes_per_request", "Spikes emitted for one sample", ["model"], buckets=SPIKE_BUCKETS, registry=r
         )
+        self.windows = Counter(
+            "stlsnn_windows_classified",
+            "Windows classified, by model and source (timeline|stream)",
+            ["model", "source"],
+            registry=r,
+        )
         self.model_ready = Gauge("stlsnn_model_ready", "1 when the model serves, 0 otherwise", ["model"], registry=r)
 
     def render(self) -> tuple[bytes, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.problems import PROBLEM_MEDIA_TYPE
@@ -146,6 +148,64 @@ class ClassifyResponse(BaseModel):
     spikes: Spikes
     energy: Energy
     decision: EarlyDecision | None = Field(None, description="with early_exit only")
+    timing_ms: Timing
+
+
+class TimelineInput(BaseModel):
+    filename: str | None = None
+    format: str
+    events: int
+    duration_us: int
+    sensor_size: list[int]
+    sensor_from_header: bool
+    time_steps: int
+    window_us: int
+    stride_us: int
+    min_events: int = Field(description="fewer events make a window idle")
+
+
+class WindowDecision(BaseModel):
+    step: int
+    margin: float
+
+
+class TimelineWindow(BaseModel):
+    start_us: int
+    end_us: int = Field(description="exclusive")
+    events: int
+    state: Literal["classified", "idle"]
+    prediction: ClassScore | None
+    spikes_total: int
+    sops: int
+    snn_pj: float
+    decision: WindowDecision | None = Field(None, description="with early_exit, for classified windows")
+    snn_pj_decided: float | None = Field(None, description="with early_exit: energy of the steps up to the decision")
+
+
+class Segment(BaseModel):
+    start_us: int
+    end_us: int
+    label: str
+    score: float = Field(description="mean top score of its windows")
+    windows: int
+
+
+class TimelineEnergy(BaseModel):
+    profile: str
+    sops: int
+    snn_pj: float
+    ann_pj: float = Field(description="one dense ANN pass per classified window")
+    ratio: float | None
+    classified_windows: int
+    snn_pj_decided: float | None = None
+
+
+class TimelineResponse(BaseModel):
+    model: ModelRef
+    input: TimelineInput
+    windows: list[TimelineWindow]
+    segments: list[Segment]
+    energy: TimelineEnergy
     timing_ms: Timing
 
 

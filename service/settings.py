@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     max_events: int = Field(20_000_000, ge=1)
     max_duration_s: float = Field(600.0, gt=0, description="longest recording accepted")
     max_decompressed_bytes: int = Field(1 << 30, ge=1)
+    max_timeline_windows: int = Field(2048, ge=1, description="windows one timeline request may cut")
 
     api_keys: str = Field("", description="comma-separated Bearer keys; empty = no auth")
     cors_origins: str = Field("", description="comma-separated origins; empty = CORS off")
