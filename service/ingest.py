@@ -103,13 +103,24 @@ def prepare(
 ) -> Prepared:
     """Decode ``stream`` and frame the whole recording as one sample."""
     started = time.perf_counter()
-    recording = decode(stream, filename, format, limits)
+    recording, sensor, info = _decode_for_model(stream, filename, format, sensor_override, manifest, limits)
     decoded = time.perf_counter()
-    sensor = events.resolve_sensor_size(recording, model_sensor(manifest), sensor_override)
     frames = events.frame_events(recording.events, sensor, framing_spec(manifest))
-    framed = time.perf_counter()
-    info = input_info(recording, filename, sensor, sensor_override, manifest)
-    return Prepared(frames=frames, input=info, decode_s=decoded - started, frame_s=framed - decoded)
+    return Prepared(frames=frames, input=info, decode_s=decoded - started, frame_s=time.perf_counter() - decoded)
+
+
+def _decode_for_model(
+    stream: BinaryIO,
+    filename: str | None,
+    format: str | None,
+    sensor_override: tuple[int, int] | None,
+    manifest: Manifest,
+    limits: IngestLimits,
+) -> tuple[events.Recording, tuple[int, int], dict]:
+    """The decoded recording, the sensor size to frame it with, and the response's ``input``."""
+    recording = decode(stream, filename, format, limits)
+    sensor = events.resolve_sensor_size(recording, model_sensor(manifest), sensor_override)
+    return recording, sensor, input_info(recording, filename, sensor, sensor_override, manifest)
 
 
 @dataclass(frozen=True)
@@ -143,9 +154,8 @@ def prepare_windows(
 ) -> PreparedWindows:
     """Decode ``stream`` and frame each busy window of it as one sample."""
     started = time.perf_counter()
-    recording = decode(stream, filename, format, limits)
+    recording, sensor, info = _decode_for_model(stream, filename, format, sensor_override, manifest, limits)
     decoded = time.perf_counter()
-    sensor = events.resolve_sensor_size(recording, model_sensor(manifest), sensor_override)
     windows = events.frame_windows(
         recording.events,
         sensor,
@@ -156,7 +166,6 @@ def prepare_windows(
         max_windows=params.max_windows,
     )
     framed = time.perf_counter()
-    info = input_info(recording, filename, sensor, sensor_override, manifest)
     info.update(window_us=params.window_us, stride_us=params.stride_us, min_events=params.min_events)
     return PreparedWindows(windows=windows, input=info, decode_s=decoded - started, frame_s=framed - decoded)
 

@@ -396,8 +396,24 @@ def test_openapi_documents_problem_responses(client):
     assert client.get("/docs").status_code == 200
 
 
-def test_schemathesis_finds_no_server_error(server):
+@pytest.fixture(scope="module")
+def healthy_server(repo, tmp_path_factory):
+    """A server of the repository without the tampered model, whose 503s are the contract, not a fault."""
+    healthy = tmp_path_factory.mktemp("healthy-repo")
+    for name in ("demo", "legacy"):
+        shutil.copytree(repo / name, healthy / name)
+    srv = Server(healthy, tmp_path_factory.mktemp("healthy-log") / "server.log", without_torch=True, max_duration_s=5)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_schemathesis_finds_no_server_error(healthy_server):
     import subprocess
+
+    server = healthy_server
 
     cli = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "schemathesis"
     if not cli.exists():

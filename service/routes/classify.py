@@ -30,6 +30,7 @@ from service.routes.inference_steps import (
     check_early_exit,
     check_format,
     check_serves_events,
+    count_request,
     decode_problem,
     default_model,
     energy_profile,
@@ -111,19 +112,8 @@ async def classify_default(
 
 
 async def classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext):
-    started = time.perf_counter()
     request.state.log.update(model=model.name, files=len(params.uploads))
-    status = 500
-    try:
-        response = await _classify(request, model, params, ctx, started)
-        status = getattr(response, "status_code", 200)
-        return response
-    except Problem as problem:
-        status = problem.status_code
-        raise
-    finally:
-        ctx.metrics.requests.labels(model.name, str(status)).inc()
-        ctx.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
+    return await count_request(ctx, model, lambda started: _classify(request, model, params, ctx, started))
 
 
 async def _classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext, started: float):

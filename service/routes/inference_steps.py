@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 
 import events
@@ -91,6 +93,22 @@ def parse_sensor_size(value: str | None) -> tuple[int, int] | None:
 def decode_problem(error: events.EventDecodeError, prefix: str = "") -> Problem:
     """The problem for a file that could not be decoded, framed or windowed (400, 413 or 415)."""
     return Problem(error.status, DECODE_KINDS.get(error.status, "undecodable-file"), prefix + str(error))
+
+
+async def count_request(ctx: AppContext, model: ServedModel, work: Callable[[float], Awaitable]):
+    """Run ``work(started)`` and count the request by its status and latency in the metrics, however it ends."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await work(started)
+        status = getattr(response, "status_code", 200)
+        return response
+    except Problem as problem:
+        status = problem.status_code
+        raise
+    finally:
+        ctx.metrics.requests.labels(model.name, str(status)).inc()
+        ctx.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
 
 
 async def wait_for_results(request, futures: list[Future], ctx: AppContext, model: ServedModel):

@@ -27,6 +27,7 @@ from service.routes.inference_steps import (
     check_early_exit,
     check_format,
     check_serves_events,
+    count_request,
     decode_problem,
     default_model,
     energy_profile,
@@ -122,19 +123,8 @@ def window_params(model: ServedModel, params: TimelineParams, max_windows: int) 
 
 
 async def timeline(request: Request, model: ServedModel, params: TimelineParams, ctx: AppContext):
-    started = time.perf_counter()
     request.state.log.update(model=model.name, files=1, route="timeline")
-    status = 500
-    try:
-        response = await _timeline(request, model, params, ctx, started)
-        status = getattr(response, "status_code", 200)
-        return response
-    except Problem as problem:
-        status = problem.status_code
-        raise
-    finally:
-        ctx.metrics.requests.labels(model.name, str(status)).inc()
-        ctx.metrics.latency.labels(model.name).observe(time.perf_counter() - started)
+    return await count_request(ctx, model, lambda started: _timeline(request, model, params, ctx, started))
 
 
 async def _timeline(request: Request, model: ServedModel, params: TimelineParams, ctx: AppContext, started: float):
