@@ -1,7 +1,8 @@
 """Event-camera files in, count frames out. Imports nothing else of this project.
 
 Public API: ``load``, ``Recording``, ``EventDecodeError``, ``EVENT_DTYPE``, ``FramingSpec``,
-``frame_events``, ``resolve_sensor_size``, ``warm_up_decoders``.
+``frame_events``, ``resolve_sensor_size``, ``warm_up_decoders``, ``StreamDecoder`` (incremental
+decoding of a live byte stream) and ``write_events`` (packed records, the ``events`` format).
 """
 
 from events.errors import EventDecodeError, LimitExceededError, UnknownFormatError
@@ -9,17 +10,21 @@ from events.format import DecodeLimits
 from events.formats import BY_NAME as FORMATS
 from events.framing import FramingSpec, frame_events
 from events.load import detect_format, load
+from events.packed_records import write_events
 from events.recording import EVENT_DTYPE, Recording, make_events, resolve_sensor_size
+from events.stream_decoder import STREAM_FORMATS, StreamDecoder
 from events.warm_up import warm_up_decoders
 
 __all__ = [
     "EVENT_DTYPE",
     "FORMATS",
+    "STREAM_FORMATS",
     "DecodeLimits",
     "EventDecodeError",
     "FramingSpec",
     "LimitExceededError",
     "Recording",
+    "StreamDecoder",
     "UnknownFormatError",
     "detect_format",
     "frame_events",
@@ -27,4 +32,5 @@ __all__ = [
     "make_events",
     "resolve_sensor_size",
     "warm_up_decoders",
+    "write_events",
 ]

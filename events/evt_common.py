@@ -43,11 +43,16 @@ class EvtBody:
 def open_evt_body(stream: BinaryIO, fmt: str, version: str, word_bytes: int, max_size: int) -> EvtBody:
     """Read the ``%`` header, check it declares ``version`` (or none), and that the body is whole words."""
     header = read_header(stream, fmt, max_size, max_size)
-    if header.evt_version not in (None, version):
-        raise EventDecodeError(fmt, f"the header declares EVT {header.evt_version}, not EVT {version}", 0)
+    check_evt_version(header, fmt, version)
     start, end = header.data_offset, data_end(stream)
     check_whole_words(fmt, start, end, word_bytes)
     return EvtBody(header, sensor_for(header)[0], start, end)
+
+
+def check_evt_version(header: PropheseeHeader, fmt: str, version: str) -> None:
+    """Raise if the header declares an EVT version other than ``version`` (none declared is fine)."""
+    if header.evt_version not in (None, version):
+        raise EventDecodeError(fmt, f"the header declares EVT {header.evt_version}, not EVT {version}", 0)
 
 
 def make_recording(
