@@ -33,7 +33,6 @@ per-TIME_HIGH base over the runs between them, so no per-word state array is bui
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -42,6 +41,7 @@ from events.chunked import read_words
 from events.event_sink import EventSink
 from events.evt_common import (
     Extent,
+    TimeHighState,
     as_events,
     check_inside,
     check_writable,
@@ -65,16 +65,7 @@ LOOP_US = 1 << 34
 PIECE_WORDS = 1 << 16  # NumPy temporaries of a piece stay in cache
 
 
-@dataclass(slots=True)
-class Evt2State:
-    """What decoding carries from one word to the next: the time base and its wraps."""
-
-    started: bool = False  # a TIME_HIGH has been seen
-    raw: int = 0  # last TIME_HIGH value (28 bits)
-    loops: int = 0  # 34-bit wraps so far
-
-
-def _decode_piece(words: np.ndarray, offset: int, state: Evt2State, sink: EventSink, size, t0: int, extent) -> None:
+def _decode_piece(words: np.ndarray, offset: int, state: TimeHighState, sink: EventSink, size, t0: int, extent) -> None:
     if not state.started:
         th = np.flatnonzero((words >> 28) == TIME_HIGH)
         if len(th) == 0:
@@ -124,7 +115,7 @@ def _decode_piece(words: np.ndarray, offset: int, state: Evt2State, sink: EventS
 
 
 def decode_words(
-    words: np.ndarray, offset: int, state: Evt2State, sink: EventSink, size, t0: int, extent: Extent
+    words: np.ndarray, offset: int, state: TimeHighState, sink: EventSink, size, t0: int, extent: Extent
 ) -> None:
     """Decode consecutive words (``offset``: the byte offset of the first) into ``sink``, carrying ``state``."""
     for i in range(0, len(words), PIECE_WORDS):
@@ -134,7 +125,7 @@ def decode_words(
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     body = open_evt_body(stream, NAME, "2.0", 4, MAX_SIZE)
     sink = EventSink(NAME, limits.max_events, (body.end - body.start) // 4)
-    state = Evt2State()
+    state = TimeHighState()
     extent = Extent()
     for offset, words in read_words(stream, NAME, body.start, body.end, "<u4"):
         decode_words(words, offset, state, sink, body.size, body.header.t0, extent)

@@ -30,7 +30,6 @@ runs between TIME_HIGH words and the masks are expanded with ``np.unpackbits``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -40,6 +39,7 @@ from events.errors import EventDecodeError
 from events.event_sink import EventSink
 from events.evt_common import (
     Extent,
+    TimeHighState,
     as_events,
     check_inside,
     check_writable,
@@ -63,16 +63,7 @@ LOOP_US = 1 << 34
 MAX_HIGH = (1 << 28) - 1
 
 
-@dataclass(slots=True)
-class Evt21State:
-    """What decoding carries from one word to the next: the time base and its wraps."""
-
-    started: bool = False  # a TIME_HIGH has been seen
-    raw: int = 0  # last TIME_HIGH value (28 bits)
-    loops: int = 0  # 34-bit wraps so far
-
-
-def _decode_piece(w: np.ndarray, offset: int, st: Evt21State, sink: EventSink, size, t0: int, extent) -> None:
+def _decode_piece(w: np.ndarray, offset: int, st: TimeHighState, sink: EventSink, size, t0: int, extent) -> None:
     if not st.started:
         first = np.flatnonzero((w >> np.uint64(60)) == TIME_HIGH)
         if len(first) == 0:
@@ -130,7 +121,7 @@ def legacy_word_order(header: PropheseeHeader) -> bool:
 
 
 def decode_words(
-    words: np.ndarray, offset: int, state: Evt21State, sink: EventSink, size, t0: int, extent: Extent, legacy: bool
+    words: np.ndarray, offset: int, state: TimeHighState, sink: EventSink, size, t0: int, extent: Extent, legacy: bool
 ) -> None:
     """Decode consecutive words (``offset``: the byte offset of the first) into ``sink``, carrying ``state``."""
     for i in range(0, len(words), PIECE_WORDS):
@@ -145,7 +136,7 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     header, size, start, end = body.header, body.size, body.start, body.end
     legacy = legacy_word_order(header)
     sink = EventSink(NAME, limits.max_events, (end - start) // 8)
-    state = Evt21State()
+    state = TimeHighState()
     extent = Extent()
     for offset, words in read_words(stream, NAME, start, end, "<u8"):
         decode_words(words, offset, state, sink, size, header.t0, extent, legacy)

@@ -30,6 +30,15 @@ class Extent:
         return (self.x + 1, self.y + 1) if self.x >= 0 else (1, 1)
 
 
+@dataclass(slots=True)
+class TimeHighState:
+    """What EVT 2.0 / 2.1 decoding carries from one word to the next: the time base and its wraps."""
+
+    started: bool = False  # a TIME_HIGH has been seen (words before the first are dropped)
+    raw: int = 0  # last TIME_HIGH value (28 bits)
+    loops: int = 0  # 34-bit wraps so far
+
+
 @dataclass(frozen=True)
 class EvtBody:
     """Where an EVT file's words are, what its header says, and the sensor events must fit."""

@@ -21,7 +21,7 @@ import numpy as np
 from events import evt2, evt3, evt21
 from events.chunked import check_whole_words
 from events.event_sink import EventSink, StreamCount
-from events.evt_common import Extent, check_evt_version
+from events.evt_common import Extent, TimeHighState, check_evt_version
 from events.format import DecodeLimits
 from events.prophesee_header import HEADER_LIMIT, PropheseeHeader, read_header, sensor_for, split_lines
 from events.recording import EVENT_DTYPE
@@ -50,7 +50,7 @@ class EvtVersion:
 class Evt21State:
     """EVT 2.1 carries its word order (from the header) besides the time base."""
 
-    time: evt21.Evt21State
+    time: TimeHighState
     legacy: bool
 
 
@@ -60,7 +60,7 @@ VERSIONS = {
         "2.0",
         4,
         "<u4",
-        lambda header: evt2.Evt2State(),
+        lambda header: TimeHighState(),
         lambda w, o, st, sink, size, h, ext: evt2.decode_words(w, o, st, sink, size, h.t0, ext),
     ),
     "evt21": EvtVersion(
@@ -68,7 +68,7 @@ VERSIONS = {
         "2.1",
         8,
         "<u8",
-        lambda header: Evt21State(evt21.Evt21State(), evt21.legacy_word_order(header)),
+        lambda header: Evt21State(TimeHighState(), evt21.legacy_word_order(header)),
         lambda w, o, st, sink, size, h, ext: evt21.decode_words(w, o, st.time, sink, size, h.t0, ext, st.legacy),
         events_per_word=2,
     ),
