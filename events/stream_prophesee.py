@@ -42,7 +42,8 @@ class EvtVersion:
     dtype: str
     new_state: Callable[[PropheseeHeader], object]
     decode: Callable[[np.ndarray, int, object, EventSink, object, PropheseeHeader, Extent], None]
-    events_per_word: int = 1
+    max_size: int = 2048  # 11-bit x and y
+    most_per_word: int | None = None  # events one word can make, when more than one (vectors)
     extent_from_output: bool = False
 
 
@@ -62,6 +63,7 @@ VERSIONS = {
         "<u4",
         lambda header: TimeHighState(),
         lambda w, o, st, sink, size, h, ext: evt2.decode_words(w, o, st, sink, size, h.t0, ext),
+        max_size=evt2.MAX_SIZE,
     ),
     "evt21": EvtVersion(
         "evt21",
@@ -70,7 +72,7 @@ VERSIONS = {
         "<u8",
         lambda header: Evt21State(TimeHighState(), evt21.legacy_word_order(header)),
         lambda w, o, st, sink, size, h, ext: evt21.decode_words(w, o, st.time, sink, size, h.t0, ext, st.legacy),
-        events_per_word=2,
+        max_size=evt21.MAX_SIZE,
     ),
     "evt3": EvtVersion(
         "evt3",
@@ -79,6 +81,8 @@ VERSIONS = {
         "<u2",
         lambda header: evt3.new_state(),
         lambda w, o, st, sink, size, h, ext: evt3.decode_words_compiled(w, o, st, sink, size, h.t0),
+        max_size=evt3.MAX_SIZE,
+        most_per_word=12,
         extent_from_output=True,
     ),
 }
@@ -116,9 +120,7 @@ class EvtStream:
         complete = (at_line_start or b"\n" in head) and self._header_complete()
         if not complete and len(self.pending) <= HEADER_LIMIT:
             return np.empty(0, dtype=EVENT_DTYPE)
-        self._open_header()
-        body, self.pending = bytes(self.pending[self.header.data_offset :]), bytearray()
-        first = self._decode(memoryview(body))
+        first = self._decode(self._open_header())
         if len(head) == len(chunk):
             return first
         return np.concatenate((first, self._decode(chunk[len(head) :])))
@@ -126,9 +128,7 @@ class EvtStream:
     def close(self) -> tuple[np.ndarray, tuple[int, int]]:
         out = np.empty(0, dtype=EVENT_DTYPE)
         if self.header is None:
-            self._open_header()
-            out = self._decode(memoryview(bytes(self.pending[self.header.data_offset :])))
-            self.pending = bytearray()
+            out = self._decode(self._open_header())
         spec = self.spec
         check_whole_words(spec.name, self.header.data_offset, self.offset + len(self.pending), spec.word_bytes)
         if self.size is not None:
@@ -142,17 +142,21 @@ class EvtStream:
         self.scanned += end
         return state == "done"
 
-    def _open_header(self) -> None:
-        """Parse the header as the file decoder does (from the first ``HEADER_LIMIT + 1`` bytes)."""
+    def _open_header(self) -> memoryview:
+        """Parse the header as the file decoder does (from the first ``HEADER_LIMIT + 1`` bytes).
+
+        Returns the bytes held after it (the first body bytes); nothing is held any more.
+        """
         spec = self.spec
-        header = read_header(
-            io.BytesIO(bytes(self.pending[: HEADER_LIMIT + 1])), spec.name, evt3.MAX_SIZE, evt3.MAX_SIZE
-        )
+        head = io.BytesIO(bytes(self.pending[: HEADER_LIMIT + 1]))
+        header = read_header(head, spec.name, spec.max_size, spec.max_size)
         check_evt_version(header, spec.name, spec.version)
         self.state = spec.new_state(header)
         self.header = header
         self.size = sensor_for(header)[0] or self.given_size
         self.offset = header.data_offset
+        body, self.pending = bytes(self.pending[header.data_offset :]), bytearray()
+        return memoryview(body)
 
     def _decode(self, data: memoryview) -> np.ndarray:
         """Decode the whole words of ``pending + data``; keep the rest."""
@@ -168,7 +172,7 @@ class EvtStream:
         if whole:
             words = np.frombuffer(data[:whole], dtype=spec.dtype)
             n = len(words)
-            sink = self.count.sink(n * spec.events_per_word, most=12 * n if spec.name == "evt3" else None)
+            sink = self.count.sink(n, most=spec.most_per_word and spec.most_per_word * n)
             spec.decode(words, self.offset, self.state, sink, self.size, self.header, self.extent)
             out = self.count.take(sink)
             if spec.extent_from_output and self.size is None:
