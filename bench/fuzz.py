@@ -17,7 +17,11 @@ inside a sensor size that came from the header) or ``EventDecodeError``; anythin
 escape. An input that runs longer than ``--time-limit`` seconds is a hang: a watchdog kills the
 worker process and a new one continues after it. Escapes and hangs are saved under
 ``/tmp/fuzz_findings``. The EVT 3.0 compiled loop is also checked against its NumPy reference
-on every EVT 3.0 input. Results go to BENCHMARKS.md (``fuzz-decoders``).
+on every EVT 3.0 input. Every input of a format ``events.StreamDecoder`` reads is also fed to it
+cut at 0-12 random points (a third of them within the first 64 bytes, where the headers are):
+it must give exactly the file decoder's events and sensor size, or raise ``EventDecodeError``
+where the file decoder does (an error it only wraps, from an unexpected exception, is an escape).
+Results go to BENCHMARKS.md (``fuzz-decoders``).
 
 Run: ``nice .venv/bin/python -m bench.fuzz --inputs 100000`` (``--formats evt3 dat`` for some).
 """
@@ -174,17 +178,54 @@ def check(fmt_name: str, result) -> None:
         assert int(result.events["x"].max()) < w and int(result.events["y"].max()) < h, (fmt_name, result.sensor_size)
 
 
-def run_one(fmt: Format, data: bytes, via_load: bool) -> str:
-    """Decode ``data``; returns "ok" / "rejected" / "limit", raises on an escape."""
+def stream_cuts(size: int, rng: np.random.Generator) -> list[int]:
+    """0-12 cut points in ``[0, size]``, a third of them within the first 64 bytes (the headers)."""
+    cuts = [int(rng.integers(0, min(size, 64) + 1)) if rng.random() < 1 / 3 else int(rng.integers(0, size + 1))]
+    cuts += [int(rng.integers(0, size + 1)) for _ in range(int(rng.integers(0, 12)))]
+    return sorted(cuts) if rng.random() < 0.9 else []
+
+
+def check_stream(fmt_name: str, data: bytes, cuts: list[int], whole) -> None:
+    """``events.StreamDecoder`` fed ``data`` cut at ``cuts`` must agree with ``whole``.
+
+    ``whole`` is the file decoder's Recording or the ``EventDecodeError`` it raised; an
+    ``EventDecodeError`` the stream decoder raised from an unexpected exception is an escape.
+    """
+    from events.errors import EventDecodeError
+
+    decoder = events.StreamDecoder(fmt_name, limits=LIMITS)
+    pieces = []
+    try:
+        for a, b in itertools.pairwise([0, *cuts, len(data)]):
+            pieces.append(decoder.feed(data[a:b]))
+        pieces.append(decoder.close())
+    except EventDecodeError as exc:
+        assert exc.__cause__ is None or isinstance(exc.__cause__, EventDecodeError), ("stream escape", exc.__cause__)
+        assert isinstance(whole, EventDecodeError), ("stream rejects what the file decoder reads", str(exc), cuts)
+        return
+    assert not isinstance(whole, EventDecodeError), ("stream reads what the file decoder rejects", str(whole), cuts)
+    got = np.concatenate(pieces)
+    assert got.dtype == EVENT_DTYPE and np.array_equal(got, whole.events), ("stream events differ", cuts)
+    assert decoder.sensor_size == whole.sensor_size, ("stream sensor differs", decoder.sensor_size, whole.sensor_size)
+
+
+def run_one(fmt: Format, data: bytes, via_load: bool, cuts: list[int] | None = None) -> str:
+    """Decode ``data``; returns "ok" / "rejected" / "limit", raises on an escape.
+
+    With ``cuts`` (formats ``events.StreamDecoder`` reads), the stream decoder is checked too.
+    """
     from events.errors import EventDecodeError, LimitExceededError
 
     outcome = "ok"
     try:
-        check(fmt.name, fmt.decode(io.BytesIO(data), LIMITS))
-    except LimitExceededError:
-        outcome = "limit"
-    except EventDecodeError:
-        outcome = "rejected"
+        whole = fmt.decode(io.BytesIO(data), LIMITS)
+        check(fmt.name, whole)
+    except LimitExceededError as exc:
+        outcome, whole = "limit", exc
+    except EventDecodeError as exc:
+        outcome, whole = "rejected", exc
+    if cuts is not None and fmt.name in events.STREAM_FORMATS:
+        check_stream(fmt.name, data, cuts, whole)
     if fmt.name == "evt3":
         _check_evt3_reference(data, outcome)
     if via_load and data:
@@ -228,11 +269,12 @@ def worker(fmt_index: int, start: int, stop: int, skip: tuple, seed: int, curren
         if i in skip:
             continue
         data = input_for(fmt_index, i, seed, seeds, pool)
+        cuts = stream_cuts(len(data), np.random.default_rng([seed, fmt_index, i, 1]))
         current.value = i
         started_at.value = time.monotonic()
         begin = time.perf_counter()
         try:
-            counts[run_one(fmt, data, via_load=i % 8 == 0)] += 1
+            counts[run_one(fmt, data, via_load=i % 8 == 0, cuts=cuts)] += 1
         except BaseException as exc:  # an escape: anything but EventDecodeError (or a bad Recording)
             counts["escape"] += 1
             FINDINGS.mkdir(exist_ok=True)
@@ -343,22 +385,30 @@ def main(argv: list[str] | None = None) -> None:
     minutes = (time.time() - started) / 60
     from bench.report import table, write_section
 
+    every = set(names) >= {f.name for f in FORMATS}
+    command = f"--inputs {args.inputs}" + ("" if every else " --formats " + " ".join(names))
     body = (
-        f"`nice .venv/bin/python -m bench.fuzz --inputs {args.inputs}` (seed {args.seed}, {args.workers} workers, "
-        f"{minutes:.0f} min): every format registered in `events.formats.FORMATS`, inputs mutated from each "
+        f"`nice .venv/bin/python -m bench.fuzz {command}` (seed {args.seed}, {args.workers} workers, "
+        f"{minutes:.0f} min): {'every format registered in `events.formats.FORMATS`' if every else ', '.join(names)}, "
+        "inputs mutated from each "
         "format's own writer output and the real samples in `tests/data` (bit flips, interesting bytes, aligned "
         "words, truncation, insertion, deletion, duplication, cross-format splices, header edits, tail repeats, "
         f"random bytes), each decoded directly by its decoder (1 in 8 also through `events.load` with detection) "
         f"under `DecodeLimits(max_events={LIMITS.max_events:,})`. Escape = any exception other than "
         "`EventDecodeError` or a malformed Recording (for EVT 3.0 also: the compiled loop and its NumPy "
-        f"reference disagree); hang = one input over {args.time_limit:.0f} s (the watchdog kills the worker).\n\n"
+        "reference disagree; for the formats `events.StreamDecoder` reads, evt2 / evt21 / evt3 / aedat4 / events, "
+        "also: the stream decoder fed the input cut at 0-12 random points gives other events or sensor size, or "
+        "disagrees on rejecting it); hang = one input over {args.time_limit:.0f} s (the watchdog kills the worker).\n\n"
         + table(
             ["format", "inputs", "decoded", "rejected", "of which limit", "escapes", "hangs", "ms median / p99 / max"],
             rows,
         )
     )
     if not args.no_write:
-        write_section("fuzz-decoders", "Decoder fuzzing (every registered format)", body)
+        if every:
+            write_section("fuzz-decoders", "Decoder fuzzing (every registered format)", body)
+        else:  # a run of some formats gets its own section, leaving the full run's table as it is
+            write_section("fuzz-decoders-" + "-".join(names), f"Decoder fuzzing ({', '.join(names)})", body)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ the decoder also gives the most events possible, reserved up front as untouched 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,8 +34,12 @@ def _reservable_events() -> int:
 class EventSink:
     """Append-only ``EVENT_DTYPE`` buffer with a hard cap on the number of events."""
 
-    def __init__(self, format: str, max_events: int, capacity_hint: int = 0, most: int | None = None):
-        """``capacity_hint``: the events expected; ``most``: the most the input could hold.
+    def __init__(
+        self, format: str, max_events: int, capacity_hint: int = 0, most: int | None = None, counted_before: int = 0
+    ):
+        """``capacity_hint``: the events expected; ``most``: the most the input could hold;
+        ``counted_before``: events a stream decoder already output from earlier chunks (they
+        count against ``max_events`` but are not held here).
 
         With ``most`` of ``RESERVE_FROM_BYTES`` or more, that much room is allocated up front but
         left untouched (virtual memory, capped by ``max_events`` and half the machine's RAM), so
@@ -45,10 +50,12 @@ class EventSink:
         self.format = format
         self.max_events = max_events
         self.count = 0
-        hint = max(0, min(capacity_hint, max_events))
+        self.counted_before = counted_before
+        room_left = max(0, max_events - counted_before)
+        hint = max(0, min(capacity_hint, room_left))
         room = hint
         if most is not None and most * EVENT_DTYPE.itemsize >= RESERVE_FROM_BYTES:
-            room = max(hint, min(most, max_events, _reservable_events()))
+            room = max(hint, min(most, room_left, _reservable_events()))
         try:
             self._buffer = np.empty(room, dtype=EVENT_DTYPE)
         except MemoryError:  # a strict overcommit policy refuses the reservation: grow as needed
@@ -57,13 +64,19 @@ class EventSink:
     def reserve(self, n: int, offset: int | None = None) -> np.ndarray:
         """A view of the next ``n`` slots, to be filled column by column by the caller."""
         end = self.count + n
-        if end > self.max_events:
+        if n > self.remaining:
             raise LimitExceededError(self.format, f"more than {self.max_events} events", offset)
         if end > len(self._buffer):
-            self._buffer.resize(min(self.max_events, max(end, len(self._buffer) * 3 // 2 + 1024)), refcheck=False)
+            most = self.max_events - self.counted_before
+            self._buffer.resize(min(most, max(end, len(self._buffer) * 3 // 2 + 1024)), refcheck=False)
         view = self._buffer[self.count : end]
         self.count = end
         return view
+
+    @property
+    def remaining(self) -> int:
+        """Events that may still be added before ``max_events`` is passed."""
+        return self.max_events - self.counted_before - self.count
 
     @property
     def free(self) -> int:
@@ -87,3 +100,22 @@ class EventSink:
         """The events appended so far, in order (the buffer is trimmed in place)."""
         self._buffer.resize(self.count, refcheck=False)
         return self._buffer
+
+
+@dataclass
+class StreamCount:
+    """The events a stream decoder has output so far, so ``max_events`` holds across its chunks."""
+
+    format: str
+    max_events: int
+    emitted: int = 0
+
+    def sink(self, capacity_hint: int, most: int | None = None) -> EventSink:
+        """An empty sink for one chunk's events, counting those of earlier chunks against the cap."""
+        return EventSink(self.format, self.max_events, capacity_hint, most, counted_before=self.emitted)
+
+    def take(self, sink: EventSink) -> np.ndarray:
+        """The chunk's events, now counted."""
+        events = sink.result()
+        self.emitted += len(events)
+        return events

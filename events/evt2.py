@@ -41,6 +41,7 @@ from events.chunked import read_words
 from events.event_sink import EventSink
 from events.evt_common import (
     Extent,
+    TimeHighState,
     as_events,
     check_inside,
     check_writable,
@@ -64,16 +65,7 @@ LOOP_US = 1 << 34
 PIECE_WORDS = 1 << 16  # NumPy temporaries of a piece stay in cache
 
 
-class _State:
-    __slots__ = ("loops", "raw", "started")
-
-    def __init__(self) -> None:
-        self.started = False
-        self.raw = 0  # last TIME_HIGH value (28 bits)
-        self.loops = 0
-
-
-def _decode_piece(words: np.ndarray, offset: int, state: _State, sink: EventSink, size, t0: int, extent) -> None:
+def _decode_piece(words: np.ndarray, offset: int, state: TimeHighState, sink: EventSink, size, t0: int, extent) -> None:
     if not state.started:
         th = np.flatnonzero((words >> 28) == TIME_HIGH)
         if len(th) == 0:
@@ -122,15 +114,21 @@ def _decode_piece(words: np.ndarray, offset: int, state: _State, sink: EventSink
     out["p"] = cd_words >> 28
 
 
+def decode_words(
+    words: np.ndarray, offset: int, state: TimeHighState, sink: EventSink, size, t0: int, extent: Extent
+) -> None:
+    """Decode consecutive words (``offset``: the byte offset of the first) into ``sink``, carrying ``state``."""
+    for i in range(0, len(words), PIECE_WORDS):
+        _decode_piece(words[i : i + PIECE_WORDS], offset + 4 * i, state, sink, size, t0, extent)
+
+
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
     body = open_evt_body(stream, NAME, "2.0", 4, MAX_SIZE)
     sink = EventSink(NAME, limits.max_events, (body.end - body.start) // 4)
-    state = _State()
+    state = TimeHighState()
     extent = Extent()
     for offset, words in read_words(stream, NAME, body.start, body.end, "<u4"):
-        for i in range(0, len(words), PIECE_WORDS):
-            piece = words[i : i + PIECE_WORDS]
-            _decode_piece(piece, offset + 4 * i, state, sink, body.size, body.header.t0, extent)
+        decode_words(words, offset, state, sink, body.size, body.header.t0, extent)
     return make_recording(NAME, sink.result(), body.header, {"evt_version": "2.0"}, extent)
 
 

@@ -39,6 +39,7 @@ from events.errors import EventDecodeError
 from events.event_sink import EventSink
 from events.evt_common import (
     Extent,
+    TimeHighState,
     as_events,
     check_inside,
     check_writable,
@@ -49,7 +50,7 @@ from events.evt_common import (
     time_high_sequence,
 )
 from events.format import DecodeLimits, Format
-from events.prophesee_header import header_bytes, sniff_evt_version
+from events.prophesee_header import PropheseeHeader, header_bytes, sniff_evt_version
 from events.recording import Recording
 from events.write_target import write_parts
 
@@ -62,16 +63,7 @@ LOOP_US = 1 << 34
 MAX_HIGH = (1 << 28) - 1
 
 
-class _State:
-    __slots__ = ("loops", "raw", "started")
-
-    def __init__(self) -> None:
-        self.started = False
-        self.raw = 0
-        self.loops = 0
-
-
-def _decode_piece(w: np.ndarray, offset: int, st: _State, sink: EventSink, size, t0: int, limit: int, extent) -> None:
+def _decode_piece(w: np.ndarray, offset: int, st: TimeHighState, sink: EventSink, size, t0: int, extent) -> None:
     if not st.started:
         first = np.flatnonzero((w >> np.uint64(60)) == TIME_HIGH)
         if len(first) == 0:
@@ -102,7 +94,7 @@ def _decode_piece(w: np.ndarray, offset: int, st: _State, sink: EventSink, size,
     n = int(np.bitwise_count(masks).sum())
     if n == 0:
         return
-    if sink.count + n > limit:
+    if n > sink.remaining:
         sink.reserve(n, offset)  # raises LimitExceededError before anything is expanded
     before = other[th_rank] - th_rank
     word_t = np.repeat(base, np.diff(before, prepend=0, append=len(cw)))
@@ -120,22 +112,34 @@ def _decode_piece(w: np.ndarray, offset: int, st: _State, sink: EventSink, size,
     out["p"] = (cw >> np.uint64(60)).astype(np.uint8)[row]
 
 
-def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
-    body = open_evt_body(stream, NAME, "2.1", 8, MAX_SIZE)
-    header, size, start, end = body.header, body.size, body.start, body.end
+def legacy_word_order(header: PropheseeHeader) -> bool:
+    """Whether the header asks for the legacy word order (an unknown endianness is an error)."""
     endianness = header.format_options.get("endianness", "").lower()
     if endianness not in ("", "legacy", "little", "little_endian"):
         raise EventDecodeError(NAME, f"unknown EVT 2.1 endianness {endianness[:40]!r}", 0)
-    legacy = endianness == "legacy"
+    return endianness == "legacy"
+
+
+def decode_words(
+    words: np.ndarray, offset: int, state: TimeHighState, sink: EventSink, size, t0: int, extent: Extent, legacy: bool
+) -> None:
+    """Decode consecutive words (``offset``: the byte offset of the first) into ``sink``, carrying ``state``."""
+    for i in range(0, len(words), PIECE_WORDS):
+        piece = words[i : i + PIECE_WORDS]
+        if legacy:
+            piece = (piece << np.uint64(32)) | (piece >> np.uint64(32))
+        _decode_piece(piece, offset + 8 * i, state, sink, size, t0, extent)
+
+
+def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
+    body = open_evt_body(stream, NAME, "2.1", 8, MAX_SIZE)
+    header, size, start, end = body.header, body.size, body.start, body.end
+    legacy = legacy_word_order(header)
     sink = EventSink(NAME, limits.max_events, (end - start) // 8)
-    state = _State()
+    state = TimeHighState()
     extent = Extent()
     for offset, words in read_words(stream, NAME, start, end, "<u8"):
-        for i in range(0, len(words), PIECE_WORDS):
-            piece = words[i : i + PIECE_WORDS]
-            if legacy:
-                piece = (piece << np.uint64(32)) | (piece >> np.uint64(32))
-            _decode_piece(piece, offset + 8 * i, state, sink, size, header.t0, limits.max_events, extent)
+        decode_words(words, offset, state, sink, size, header.t0, extent, legacy)
     extra = {"evt_version": "2.1", "word_order": "legacy" if legacy else "standard"}
     return make_recording(NAME, sink.result(), header, extra, extent)
 

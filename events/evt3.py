@@ -368,11 +368,16 @@ def _run(w, state, width, height, t0, out):  # pragma: no cover - compiled
     return k
 
 
+def new_state() -> np.ndarray:
+    """The compiled loop's state before the first word (see ``_run`` for what each slot holds)."""
+    return np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0, -1], dtype=np.int64)
+
+
 BATCH_EVENTS = 1 << 20
 NEAR_LIMIT = 64
 
 
-def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int) -> None:
+def decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int) -> None:
     """Run the compiled loop over one chunk straight into the sink, a batch of room at a time.
 
     The loop never writes past the room it is given (it stops
@@ -384,7 +389,7 @@ def _decode_words_compiled(words, offset, state, sink: EventSink, size, t0: int)
     state[9] = 0
     while state[9] < len(words):
         at = offset + 2 * int(state[9])
-        remaining = sink.max_events - sink.count
+        remaining = sink.remaining
         if remaining >= NEAR_LIMIT:
             room = min(BATCH_EVENTS, remaining, max(sink.free, NEAR_LIMIT))
             out = sink.reserve(room, at)
@@ -412,9 +417,9 @@ def _decode_with(stream: BinaryIO, limits: DecodeLimits, compiled: bool) -> Reco
             for i in range(0, len(words), PIECE_WORDS):
                 _decode_piece(words[i : i + PIECE_WORDS], offset + 2 * i, st, sink, size, header.t0, extent)
         return make_recording(NAME, sink.result(), header, {"evt_version": "3.0"}, extent)
-    state = np.array([0, 0, 0, 0, 0, Y_NONE, NO_BASE, 0, -1, 0, -1], dtype=np.int64)
+    state = new_state()
     for offset, words in read_words(stream, NAME, start, end, "<u2"):
-        _decode_words_compiled(words, offset, state, sink, size, header.t0)
+        decode_words_compiled(words, offset, state, sink, size, header.t0)
     events = sink.result()
     if size is None:  # only then is the extent needed: taken from the output, not in the loop
         extent.update(events["x"], events["y"])

@@ -30,6 +30,15 @@ class Extent:
         return (self.x + 1, self.y + 1) if self.x >= 0 else (1, 1)
 
 
+@dataclass(slots=True)
+class TimeHighState:
+    """What EVT 2.0 / 2.1 decoding carries from one word to the next: the time base and its wraps."""
+
+    started: bool = False  # a TIME_HIGH has been seen (words before the first are dropped)
+    raw: int = 0  # last TIME_HIGH value (28 bits)
+    loops: int = 0  # 34-bit wraps so far
+
+
 @dataclass(frozen=True)
 class EvtBody:
     """Where an EVT file's words are, what its header says, and the sensor events must fit."""
@@ -43,11 +52,16 @@ class EvtBody:
 def open_evt_body(stream: BinaryIO, fmt: str, version: str, word_bytes: int, max_size: int) -> EvtBody:
     """Read the ``%`` header, check it declares ``version`` (or none), and that the body is whole words."""
     header = read_header(stream, fmt, max_size, max_size)
-    if header.evt_version not in (None, version):
-        raise EventDecodeError(fmt, f"the header declares EVT {header.evt_version}, not EVT {version}", 0)
+    check_evt_version(header, fmt, version)
     start, end = header.data_offset, data_end(stream)
     check_whole_words(fmt, start, end, word_bytes)
     return EvtBody(header, sensor_for(header)[0], start, end)
+
+
+def check_evt_version(header: PropheseeHeader, fmt: str, version: str) -> None:
+    """Raise if the header declares an EVT version other than ``version`` (none declared is fine)."""
+    if header.evt_version not in (None, version):
+        raise EventDecodeError(fmt, f"the header declares EVT {header.evt_version}, not EVT {version}", 0)
 
 
 def make_recording(

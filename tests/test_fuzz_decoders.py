@@ -4,7 +4,9 @@ Every format in ``events.formats.FORMATS`` (decoders added later included: seeds
 format's own ``write_<name>`` and the samples in ``tests/data``) gets hypothesis-chosen edits of
 its valid files and plain random bytes. The only allowed outcomes are a well-formed ``Recording``
 or ``EventDecodeError``, through the decoder itself and through ``events.load`` with detection,
-each within a time bound.
+each within a time bound. For the formats ``events.StreamDecoder`` reads, the mutated files are
+also fed to it cut at hypothesis-chosen points: it must give the file decoder's events and
+sensor size, or reject the input too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import events
-from bench.fuzz import LIMITS, check, seeds_for
+from bench.fuzz import LIMITS, check, check_stream, seeds_for
 from events.errors import EventDecodeError
 from events.formats import FORMATS
 
@@ -95,6 +97,26 @@ def test_mutated_valid_files(fmt, data):
 @given(blob=st.binary(max_size=4096))
 def test_random_bytes(fmt, blob):
     decode_all_ways(fmt, blob)
+
+
+STREAM_FORMATS = [fmt for fmt in FORMATS if fmt.name in events.STREAM_FORMATS]
+
+
+@pytest.mark.parametrize("fmt", STREAM_FORMATS, ids=[f.name for f in STREAM_FORMATS])
+@FUZZ
+@given(data=st.data())
+def test_stream_decoder_agrees_with_file_decoder_on_mutated_files(fmt, data):
+    blob = apply(data.draw(st.sampled_from(SEEDS[fmt.name])), data.draw(edits))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(blob)), max_size=12)))
+    try:
+        whole = fmt.decode(io.BytesIO(blob), LIMITS)
+    except EventDecodeError as exc:
+        whole = exc
+    check_stream(fmt.name, blob, cuts, whole)
+
+
+def test_every_stream_format_is_fuzzed():
+    assert sorted(f.name for f in STREAM_FORMATS) == sorted(events.STREAM_FORMATS)
 
 
 def test_every_format_has_seeds_from_its_writer():
