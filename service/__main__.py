@@ -23,6 +23,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CHECKPOINTS = PROJECT_ROOT / "models" / "checkpoints"
 
 log = logging.getLogger("stlsnn.service")
+STREAM_MESSAGE_QUEUE = 4
 
 
 def ensure_repository(repository: Path) -> str | None:
@@ -61,6 +62,9 @@ def main() -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.graceful_shutdown_s,
+        # a stream's unread messages are part of its memory bound: few, and each capped (1009 beyond)
+        ws_max_size=settings.stream_max_message_bytes,
+        ws_max_queue=STREAM_MESSAGE_QUEUE,
     )
     return 0
 

@@ -20,6 +20,7 @@ class AppContext:
     metrics: Metrics
     profiles: dict[str, EnergyProfile]
     decode_pool: ThreadPoolExecutor
+    open_streams: int = 0  # WebSocket streams now open (changed on the event loop only)
 
 
 async def get_context(request: Request) -> AppContext:

@@ -48,6 +48,17 @@ class Metrics:
             ["model", "source"],
             registry=r,
         )
+        self.open_streams = Gauge("stlsnn_open_streams", "WebSocket streams now open", registry=r)
+        self.stream_dropped = Counter(
+            "stlsnn_stream_windows_dropped", "Stream windows dropped (model behind)", ["model"], registry=r
+        )
+        self.stream_latency = Histogram(
+            "stlsnn_stream_latency_seconds",
+            "Last byte of a window received -> its message sent",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_ready = Gauge("stlsnn_model_ready", "1 when the model serves, 0 otherwise", ["model"], registry=r)
 
     def render(self) -> tuple[bytes, str]:

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(600.0, gt=0, description="longest recording accepted")
     max_decompressed_bytes: int = Field(1 << 30, ge=1)
     max_timeline_windows: int = Field(2048, ge=1, description="windows one timeline request may cut")
+    max_streams: int = Field(16, ge=1, description="WebSocket streams open at once; more are closed with 1013")
+    stream_max_pending_windows: int = Field(8, ge=1, description="windows waiting for the model per stream; more drop")
+    stream_max_message_bytes: int = Field(16 << 20, ge=1024, description="largest WebSocket message (1009 beyond)")
+    stream_max_buffered_events: int = Field(
+        4_000_000, ge=1, description="events one stream may hold for windows not yet closed (1009 beyond)"
+    )
 
     api_keys: str = Field("", description="comma-separated Bearer keys; empty = no auth")
     cors_origins: str = Field("", description="comma-separated origins; empty = CORS off")
