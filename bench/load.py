@@ -36,7 +36,11 @@ def free_port() -> int:
 
 
 def recordings() -> list[Path]:
-    found = [p for p in sorted((ROOT / "examples").glob("*")) if p.is_file() and p.suffix not in NOT_RECORDINGS]
+    found = [
+        p
+        for p in sorted((ROOT / "examples").glob("*"))
+        if p.is_file() and p.suffix not in NOT_RECORDINGS and not p.name.startswith("long_sequence.")
+    ]  # single gestures only: the long recording and its truth are for the timeline
     return found or [FALLBACK_RECORDING]
 
 

@@ -27,6 +27,9 @@ at once and the helper claims what is left when it wakes, so its wake-up delay (
 of framing a few hundred thousand events on these virtual machines) is never waited for.
 numba's own ``parallel=True`` is not used because its default threading layer may not be
 entered from several Python threads at once, which the service does.
+
+``frame_runs`` counts many samples at once, each bin a run of events its caller chose (the windows
+of a long recording, ``events.windows``): one compiled call instead of one ``frame_events`` each.
 """
 
 from __future__ import annotations
