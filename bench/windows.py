@@ -15,6 +15,7 @@ and is left out of the split by time, whose last bin it ends before the last eve
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,7 +169,9 @@ def main() -> None:
         "last event). Outputs are checked equal first (tonic's windows are a prefix of ours: it stops a window "
         "earlier; its event bins drop each window's last N % T events, which the check allows for), then all "
         "run round-robin, medians of "
-        f"{args.repeats} rounds; windows/s counts the windows each one framed.\n\n" + table(header, rows)
+        f"{args.repeats} rounds; windows/s counts the windows each one framed. Load average over the last "
+        f"minute when the run ended: {os.getloadavg()[0]:.1f} (other jobs share the cores: absolute times "
+        "grow with it, the round-robin keeps the ratios comparable).\n\n" + table(header, rows)
     )
     print(body)
     if not args.no_write:

@@ -29,7 +29,8 @@ numba's own ``parallel=True`` is not used because its default threading layer ma
 entered from several Python threads at once, which the service does.
 
 ``frame_runs`` counts many samples at once, each bin a run of events its caller chose (the windows
-of a long recording, ``events.windows``): one compiled call instead of one ``frame_events`` each.
+of a long recording, ``events.windows``): one compiled call instead of one ``frame_events`` each,
+in the calling thread only.
 """
 
 from __future__ import annotations
@@ -232,18 +233,14 @@ def _count_strays(  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_runs(x, y, p, width, height, sx, kx, sy, ky, bounds, out, work, bad):  # pragma: no cover - compiled
-    """Claim rows of ``bounds`` from ``work`` until none is left; count run ``b`` of row ``i`` into
-    ``out[i * T + b]`` (zeroed first). ``bad[i]`` gets row ``i``'s first event outside the sensor or -1."""
+def _count_runs(x, y, p, width, height, sx, kx, sy, ky, bounds, out, bad):  # pragma: no cover - compiled
+    """Count run ``b`` of row ``i`` of ``bounds`` into the zeroed ``out[i * T + b]``; ``bad[i]`` gets
+    row ``i``'s first event outside the sensor (its counting stops there) or stays -1."""
     steps = bounds.shape[1] - 1
     geometry = _geometry(out, width, height, sx, kx, sy, ky)
     flat = out.reshape(-1)
     scaled = width != out.shape[3] or height != out.shape[2]
-    while True:
-        i = fetch_increment(work, NEXT)
-        if i >= len(bounds):
-            return
-        out[i * steps : (i + 1) * steps] = 0
+    for i in range(len(bounds)):
         for b in range(steps):
             start, stop = bounds[i, b], bounds[i, b + 1]
             xs, ys, ps = x[start:stop], y[start:stop], p[start:stop]
@@ -255,7 +252,6 @@ def _count_runs(x, y, p, width, height, sx, kx, sy, ky, bounds, out, work, bad):
             if first >= 0:
                 bad[i] = start + first
                 break
-        fetch_increment(work, DONE)
 
 
 def _bin_starts(t_first: int, t_last: int, time_steps: int) -> np.ndarray:
@@ -346,7 +342,8 @@ def frame_runs(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSp
 
     ``bounds`` is ``int64 [n, T + 1]``, non-decreasing along each row and within ``[0, len(events)]``;
     the caller decides which events make each bin (``events.windows`` cuts windows with it). One
-    compiled pass counts every run; windows are shared with a helper thread like ``frame_events``'s bins.
+    compiled call counts every run, in the calling thread: handing rows to a helper thread cost more
+    than it saved on a shared machine (``bench.windows``), and a server frames requests in parallel anyway.
     """
     bounds = np.ascontiguousarray(bounds, np.int64)
     n = len(bounds)
@@ -355,18 +352,11 @@ def frame_runs(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSp
     if n and (bounds.min() < 0 or bounds.max() > len(events) or (np.diff(bounds, axis=1) < 0).any()):
         raise ValueError("bounds must be non-decreasing runs inside the events")
     width, height = _sensor(sensor_size)
-    out = np.empty((n, spec.time_steps, 2, spec.height, spec.width), np.float32)
-    work, bad = np.zeros(2, np.int64), np.full(n, -1, np.int64)
-    scales = _kernel_scales(width, height, spec.width, spec.height)
+    out = np.zeros((n, spec.time_steps, 2, spec.height, spec.width), np.float32)
+    bad = np.full(n, -1, np.int64)
     planes = out.reshape(n * spec.time_steps, 2, spec.height, spec.width)
-    count = functools.partial(
-        _count_runs, events["x"], events["y"], events["p"], width, height, *scales, bounds, planes, work, bad
-    )
-    counted = int(bounds[:, -1].sum() - bounds[:, 0].sum())
-    for _ in range(1, THREADS if counted >= PARALLEL_MIN_EVENTS and n > 1 else 1):
-        _HELPERS.hand(count)
-    count()
-    wait_until(work, DONE, n)
+    scales = _kernel_scales(width, height, spec.width, spec.height)
+    _count_runs(events["x"], events["y"], events["p"], width, height, *scales, bounds, planes, bad)
     found = bad[bad >= 0]
     _check_inside(events, int(found.min()) if len(found) else -1, width, height)
     return out

@@ -1,6 +1,8 @@
 """Long simulated recordings: gestures in a row, gaps of background activity only, and their truth."""
 
+import importlib.util
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from models.datasets.synthetic_sequence import (
     read_truth,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 QUIET = CameraParams(noise_hz=(0.0, 0.0))
 NOISY = CameraParams(noise_hz=(0.3, 0.3))
 
@@ -113,3 +116,15 @@ def test_unknown_gestures_and_bad_gaps_are_refused():
         generate_long_recording(0, ["moonwalk"])
     with pytest.raises(ValueError, match="gap_s"):
         generate_long_recording(0, 1, gap_s=(2.0, 1.0))
+
+
+def test_the_long_example_is_what_examples_generate_writes():
+    spec = importlib.util.spec_from_file_location("examples_generate", ROOT / "examples" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    expected = generate_long_recording(generate.SEED, generate.LONG_GESTURES)
+    assert read_truth(ROOT / "examples" / generate.LONG_TRUTH) == expected.segments
+    loaded = events.load(ROOT / "examples" / generate.LONG)
+    assert loaded.format == "evt3" and loaded.sensor_size == SENSOR_SIZE
+    np.testing.assert_array_equal(loaded.events, expected.events)
+    assert len(expected.segments) == 10
