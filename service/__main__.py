@@ -52,7 +52,9 @@ def ensure_repository(repository: Path) -> str | None:
 def parse_settings(argv: list[str] | None = None, prog: str = "python -m service") -> Settings:
     """``Settings`` from the environment with ``argv``'s flags on top; argparse exits 0 on ``--help``
     and 2 (with usage) on an unknown flag or an invalid value."""
-    flags = CliSettingsSource(Settings, cli_prog_name=prog, cli_kebab_case=True, cli_implicit_flags=True)
+    flags = CliSettingsSource(
+        Settings, cli_prog_name=prog, cli_kebab_case=True, cli_implicit_flags=True, cli_show_env_vars=True
+    )
     parsed = flags(args=sys.argv[1:] if argv is None else argv)
     try:
         return Settings(_cli_settings_source=parsed)
