@@ -1,8 +1,9 @@
-"""The ``stlsnn`` command line, run as a user runs it: a subprocess, its exit status and its output.
+"""The ``stlsnn`` command line and the Python client it talks to the server with.
 
-Classify and timeline run against one real server for the module (``tests/service_harness``,
-API keys on, PyTorch unimportable); their results are checked against the same files posted
-with plain httpx. ``inspect`` reads recordings whose content the tests write themselves.
+The command line runs as a user runs it: a subprocess, its exit status and its output. Classify,
+timeline and the client run against one real server for the module (``tests/service_harness``,
+API keys on, PyTorch unimportable); their answers are checked against the same files posted with
+plain httpx. ``inspect`` reads recordings whose content the tests write themselves.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 from service_harness import ROOT, Server, demo_repository, write_npz
 
 from service.__main__ import parse_settings
+from service.client import Client, ProblemError
 from service.settings import Settings
 
 API_KEY = "cli-test-key"
@@ -294,3 +296,65 @@ def test_inspect_png_draws_on_and_off_events_in_two_colours(tmp_path):
     painted = np.zeros((48, 64), dtype=bool)
     painted[[3, 1, 30], [2, 5, 40]] = True
     assert not image[~painted].any()  # black wherever no event fell
+
+
+# --- the Python client ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with Client(server.url, api_key=API_KEY) as c:
+        yield c
+
+
+def test_client_lists_the_models(client, direct):
+    assert client.models() == direct.get("/v1/models").json()["models"]
+    assert "demo" in [model["name"] for model in client.models()]
+
+
+def test_client_classifies_a_path_bytes_and_a_file_object(client, direct):
+    reply = reference(direct, SWIPE_LEFT).json()
+    expected, sensor = reply["prediction"], reply["input"]["sensor_size"]
+    assert client.classify(SWIPE_LEFT)["prediction"] == expected
+    assert client.classify(str(SWIPE_LEFT), model="demo")["prediction"] == expected
+    assert client.classify(SWIPE_LEFT.read_bytes())["prediction"] == expected
+    with SWIPE_LEFT.open("rb") as stream:
+        answer = client.classify(stream, top_k=2, sensor_size=(sensor[0], sensor[1] + 1))
+    assert len(answer["top_k"]) == 2
+    assert answer["input"]["sensor_size"] == [sensor[0], sensor[1] + 1]
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "kind", "detail"),
+    [
+        (lambda c: c.classify(SWIPE_LEFT, model="nope"), 404, "urn:stlsnn:problem:unknown-model", "'nope'"),
+        (
+            lambda c: c.classify(b"hello, these are not events"),
+            415,
+            "urn:stlsnn:problem:unknown-format",
+            "matches none",
+        ),
+        (lambda c: c.classify(SWIPE_LEFT, top_k=0), 422, "urn:stlsnn:problem:invalid-parameters", "top_k"),
+    ],
+)
+def test_client_raises_problem_error_with_the_servers_fields(client, call, status, kind, detail):
+    with pytest.raises(ProblemError) as caught:
+        call(client)
+    assert (caught.value.status, caught.value.type) == (status, kind)
+    assert detail in caught.value.detail
+    assert not caught.value.no_such_route
+
+
+def test_client_without_the_key_is_refused(server):
+    with Client(server.url) as anonymous, pytest.raises(ProblemError) as caught:
+        anonymous.models()
+    assert caught.value.status == 401
+
+
+def test_client_timeline_is_a_problem_until_the_server_has_the_route(client, direct):
+    if "/v1/timeline" in direct.get("/openapi.json").json()["paths"]:
+        assert "segments" in client.timeline(SWIPE_LEFT)
+        return
+    with pytest.raises(ProblemError) as caught:
+        client.timeline(SWIPE_LEFT)
+    assert caught.value.status == 404 and caught.value.no_such_route
