@@ -233,8 +233,9 @@ def test_timeline_says_when_the_server_has_no_such_endpoint(server, direct):
 
 # --- inspect --------------------------------------------------------------------------------------
 
-# t steps back twice (100 -> 50, 300 -> 250): 2 steps back, the largest 50 us.
-INSPECTED = b"t,x@64,y@48,p\n0,2,3,1\n100,2,3,1\n50,5,1,0\n300,2,3,1\n250,40,30,1\n1000,5,1,0\n"
+# t steps back three times (100 -> 50, 300 -> 250, 1000 -> 900): the largest by 100 us; the
+# recording spans 0..1000 us although its last event is at 900.
+INSPECTED = b"t,x@64,y@48,p\n0,2,3,1\n100,2,3,1\n50,5,1,0\n300,2,3,1\n250,40,30,1\n1000,5,1,0\n900,5,1,0\n"
 
 
 def test_inspect_reports_what_the_recording_holds(tmp_path):
@@ -242,17 +243,17 @@ def test_inspect_reports_what_the_recording_holds(tmp_path):
     path.write_bytes(INSPECTED)
     facts = json.loads(stlsnn("inspect", str(path), "--json").stdout)
     assert facts["format"] == "csv"
-    assert facts["events"] == 6
+    assert facts["events"] == 7
     assert facts["duration_us"] == 1000
     assert facts["sensor_size"] == [64, 48] and facts["sensor_from_header"] is True
-    assert facts["event_rate"] == pytest.approx(6000.0)
-    assert (facts["on"], facts["off"]) == (4, 2)
-    assert facts["on_fraction"] == pytest.approx(4 / 6)
-    assert (facts["steps_back"], facts["largest_step_back_us"]) == (2, 50)
+    assert facts["event_rate"] == pytest.approx(7000.0)
+    assert (facts["on"], facts["off"]) == (4, 3)
+    assert facts["on_fraction"] == pytest.approx(4 / 7)
+    assert (facts["steps_back"], facts["largest_step_back_us"]) == (3, 100)
     text = stlsnn("inspect", str(path)).stdout
     assert "sensor      64 x 48 (from the file)" in text
-    assert "time order  2 steps back (largest 50 us)" in text
-    assert "ON / OFF    4 / 2 (66.7 % ON)" in text
+    assert "time order  3 steps back (largest 100 us)" in text
+    assert "ON / OFF    4 / 3 (57.1 % ON)" in text
 
 
 def test_inspect_an_undecodable_file_exits_1_with_the_reason(tmp_path):
