@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import binascii
 import csv
+import fcntl
 import io
 import json
+import os
+import pty
 import shutil
 import struct
 import subprocess
 import sys
+import termios
 import tomllib
 import zlib
 from pathlib import Path
@@ -203,6 +207,34 @@ def test_classify_json_csv_and_jsonl_carry_the_same_answers(server, direct, fold
 
     lines = stlsnn(*classify_args(server, str(folder), "--jsonl")).stdout.splitlines()
     assert [json.loads(line)["ok"] for line in lines] == [True, True, True, False]
+
+
+def test_classify_on_a_terminal_draws_a_progress_bar_and_colours_the_failure(server, folder):
+    """The same run with stdout and stderr on a pseudo-terminal, as a person sees it."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns, as a window has
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *classify_args(server, str(folder))],
+        cwd=ROOT,
+        stdout=follower,
+        stderr=follower,
+        env={k: v for k, v in os.environ.items() if k != "NO_COLOR"},
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert process.wait(timeout=120) == 1
+    text = seen.decode()
+    assert "file/s" in text or "s/file" in text  # tqdm's rate on stderr
+    assert "\x1b[31mFAILED 400\x1b[0m" in text
 
 
 def test_classify_named_files_are_sent_even_when_not_recordings(server, tmp_path):
