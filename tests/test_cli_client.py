@@ -35,12 +35,16 @@ from service.settings import Settings
 
 API_KEY = "cli-test-key"
 SWIPE_LEFT = ROOT / "examples" / "swipe_left.aedat4"
-WITHOUT_TORCH = "import sys, runpy; sys.modules['torch'] = None; runpy.run_module('service.cli', run_name='__main__')"
+# the serve image: no PyTorch, and of models/ and export/ only the manifest
+SERVE_IMAGE = (
+    "import sys, runpy; sys.modules['torch'] = sys.modules['models'] = None; "
+    "runpy.run_module('service.cli', run_name='__main__')"
+)
 SUBCOMMANDS = ("serve", "export", "train", "evaluate", "classify", "timeline", "inspect")
 
 
-def stlsnn(*args: str, without_torch: bool = False) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", WITHOUT_TORCH] if without_torch else [sys.executable, "-m", "service.cli"]
+def stlsnn(*args: str, serve_image: bool = False) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", SERVE_IMAGE] if serve_image else [sys.executable, "-m", "service.cli"]
     return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -87,15 +91,21 @@ def classify_args(server, *args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("subcommand", SUBCOMMANDS)
-def test_every_subcommand_answers_help_without_pytorch(subcommand):
-    done = stlsnn(subcommand, "--help", without_torch=True)
+def test_every_subcommand_answers_help_in_the_serve_image(subcommand):
+    done = stlsnn(subcommand, "--help", serve_image=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("usage:"), done.stdout[:200]
+    assert done.stdout.startswith(f"usage: stlsnn {subcommand}"), done.stdout[:200]
     assert done.stderr == ""
 
 
+def test_a_subcommand_that_needs_pytorch_says_so_in_the_serve_image():
+    done = stlsnn("train", "--epochs", "1", serve_image=True)
+    assert done.returncode == 1
+    assert "needs PyTorch" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_the_root_help_lists_every_subcommand():
-    done = stlsnn("--help", without_torch=True)
+    done = stlsnn("--help", serve_image=True)
     assert done.returncode == 0
     for subcommand in SUBCOMMANDS:
         assert f"\n    {subcommand} " in done.stdout
@@ -116,7 +126,7 @@ def test_python_m_service_help_prints_usage_and_starts_no_server():
 
 
 def test_serve_help_lists_every_setting_as_a_flag_with_its_variable():
-    done = stlsnn("serve", "--help", without_torch=True)
+    done = stlsnn("serve", "--help", serve_image=True)
     text = " ".join(done.stdout.split())  # argparse wraps long lines
     for name in Settings.model_fields:
         assert f"--{name.replace('_', '-')}" in text
@@ -136,7 +146,7 @@ def test_serve_help_lists_every_setting_as_a_flag_with_its_variable():
     ],
 )
 def test_an_unknown_flag_or_bad_value_is_a_usage_error(args, usage):
-    done = stlsnn(*args, without_torch=True)
+    done = stlsnn(*args, serve_image=True)
     assert done.returncode == 2
     assert done.stderr.startswith(usage), done.stderr[:300]
     assert done.stdout == ""

@@ -3,7 +3,7 @@
 Only the chosen subcommand's module is imported (``stlsnn --help`` loads none of them, so it
 answers at once). Delegated subcommands pass every argument after their name to the module's own ``main``, so
 their options and help stay defined in one place. Where a delegated module cannot be imported
-because PyTorch is missing (the serve image), ``--help`` still answers, exit 0, saying what the
+(the serve image has no PyTorch and no ``models``), ``--help`` still answers, exit 0, saying what the
 subcommand needs; running it exits 1 with the same message.
 """
 
@@ -72,9 +72,13 @@ def run_delegate(name: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(delegate.module)
     except ImportError as error:
-        if not delegate.needs or (error.name or "").split(".")[0] not in ("torch", "safetensors", "onnx"):
+        if not delegate.needs:
             raise
-        message = f"{prog} needs {delegate.needs}, which is not installed here (pip install -r requirements/export.txt)"
+        missing = error.name or delegate.module
+        message = (
+            f"{prog} needs {delegate.needs} and the training code ({missing} is not importable here; "
+            "the serve image has neither): run it from a checkout with requirements/export.txt installed"
+        )
         if any(flag in argv for flag in HELP):
             print(f"usage: {prog} [options]\n\n{delegate.summary}.\n\n{message}; its options are listed once it is.")
             return 0
