@@ -1,9 +1,9 @@
 """``stlsnn inspect FILE``: what a recording holds, read locally with ``events.load`` (no server).
 
-Reports the format, event count, duration (latest minus earliest timestamp, so events out of time
-order do not shorten it), sensor size (and whether the file states it), event
-rate, ON/OFF balance and time-order problems: the number of events whose timestamp is earlier
-than the one before it (``steps_back``) and the largest such step. ``--png`` draws every event
+Reports the format, event count, duration (latest minus earliest timestamp, so events out of
+time order do not shorten it), sensor size (and whether the file states it), event rate, ON/OFF
+balance and time-order problems: the number of events whose timestamp is earlier than the one
+before it (``steps_back``) and the largest such step. ``--png`` draws every event
 accumulated on the sensor: ON and OFF counts in two colours added on black, each polarity scaled
 so its 99th-percentile pixel is full colour (a few hot pixels do not wash the picture out).
 """

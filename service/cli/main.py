@@ -1,10 +1,10 @@
 """``stlsnn``: the console script's parser and dispatch (see ``service.cli`` for the policy).
 
 Only the chosen subcommand's module is imported (``stlsnn --help`` loads none of them, so it
-answers at once). Delegated subcommands pass every argument after their name to the module's own ``main``, so
-their options and help stay defined in one place. Where a delegated module cannot be imported
-(the serve image has no PyTorch and no ``models``), ``--help`` still answers, exit 0, saying what the
-subcommand needs; running it exits 1 with the same message.
+answers at once). Delegated subcommands pass every argument after their name to the module's
+own ``main``, so their options and help stay defined in one place. Where a delegated module
+cannot be imported (the serve image has no PyTorch and no ``models``), ``--help`` still answers,
+exit 0, saying what the subcommand needs; running it exits 1 with the same message.
 """
 
 from __future__ import annotations
