@@ -1,5 +1,9 @@
 """``python -m service``: serve ``STLSNN_MODEL_REPOSITORY`` on ``STLSNN_HOST:STLSNN_PORT`` with uvicorn.
 
+Every setting is also a command-line flag (``--max-batch-size 8`` for ``STLSNN_MAX_BATCH_SIZE``),
+generated from ``Settings`` by pydantic-settings so the class stays the one source of truth; a
+flag overrides its environment variable. ``--help`` lists them all and starts nothing.
+
 A missing repository is first filled with the bundled demo model (``python -m export
 models/checkpoints --out REPO``) when PyTorch is importable; otherwise the server says what to do.
 """
@@ -14,6 +18,8 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import CliSettingsSource
 
 from service.app import create_app
 from service.request_logging import configure_logging
@@ -44,8 +50,23 @@ def ensure_repository(repository: Path) -> str | None:
     return None
 
 
-def main() -> int:
-    settings = Settings()
+def parse_settings(argv: list[str] | None = None, prog: str = "python -m service") -> Settings:
+    """``Settings`` from the environment with ``argv``'s flags on top; argparse exits 0 on ``--help``
+    and 2 (with usage) on an unknown flag or an invalid value."""
+    flags = CliSettingsSource(
+        Settings, cli_prog_name=prog, cli_kebab_case=True, cli_implicit_flags=True, cli_show_env_vars=True
+    )
+    parsed = flags(args=sys.argv[1:] if argv is None else argv)
+    try:
+        return Settings(_cli_settings_source=parsed)
+    except ValidationError as error:
+        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
+        flags.root_parser.error(problems)
+        raise  # error() exits; this line only satisfies the type checker
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m service") -> int:
+    settings = parse_settings(argv, prog)
     configure_logging(settings.log_level)
     problem = ensure_repository(Path(settings.model_repository))
     if problem:
