@@ -104,8 +104,7 @@ def report(
         f"{len(GESTURES)} gestures, through the exported ONNX graph; the decision rule is the service's "
         f"(`early_exit`): the first step whose running mean score separates the top two classes by the margin, else "
         f"T = {manifest.time_steps}. Energy is E_AC x SOPs of the steps up to the decision (profile 45nm-fp32), what "
-        "hardware that stops there would spend; the served graph still computes all steps.\n\n"
-        + table(header, rows)
+        "hardware that stops there would spend; the served graph still computes all steps.\n\n" + table(header, rows)
     )
 
 
