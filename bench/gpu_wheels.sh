@@ -6,11 +6,12 @@
 # What the image already holds (device tool KINDS.md: torch with CUDA, numpy, numba,
 # onnx, onnxruntime for the CPU, httpx, anyio, h11, click, uvloop, pyyaml, annotated-doc,
 # prometheus-client, nvidia-ml-py, safetensors, pytest) is not carried: two versions of one
-# package stop the install there. onnxruntime-gpu is not carried either (about 250 MB, over
+# package stop the install there. onnxruntime-gpu is not carried either (its 1.31.1 wheel is 244 MiB, over
 # the device tool's 64 MiB carry limit), so the ONNX Runtime CUDA provider is skipped there.
 #
-# Versions are requirements/serve.txt's pins; the rest are what those pins resolve to in
-# the dev venv (typing-extensions because pydantic needs a newer one than some images hold).
+# Versions are requirements/serve.txt's pins; the rest are what those pins resolve to in the
+# dev venv (typing-extensions: pydantic needs a newer one than an image may hold), and nir is
+# requirements/dev.txt's pin (bench.inference exports NIR too).
 # tests/test_gpu_check.py checks the pins agree with requirements/serve.txt.
 #
 #     bench/gpu_wheels.sh [folder]      (--list prints the pins only)
@@ -34,6 +35,7 @@ WHEELS=(
     typing-extensions==4.16.0
     lz4==4.4.5
     zstandard==0.25.0
+    nir==1.0.8
 )
 
 if [[ ${1:-} == --list ]]; then
