@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
+from service_harness import ROOT, Server, demo_repository
 
 from export.manifest import Manifest
 from service.backends import BackendOptions, create_backend
@@ -23,7 +25,6 @@ from service.backends.onnx_backend import OnnxBackend
 from service.backends.torchscript_backend import BucketedRunner
 from service.batcher import DynamicBatcher
 from service.ingest import IngestLimits, prepare
-from tests.service_harness import ROOT, Server, demo_repository
 
 NO_CUDA = "no CUDA device here (torch.cuda.is_available() is False): the GPU case runs on a GPU machine"
 DEVICES = [
@@ -113,14 +114,34 @@ def test_cuda_graph_setting_leaves_results_unchanged(version_dir, manifest, devi
         np.testing.assert_allclose(got.scores, plain.scores[: len(batch)], rtol=0, atol=1e-6)
 
 
-def test_onnx_io_binding_on_the_cpu_gives_the_plain_run_outputs(version_dir, manifest):
+ORT_DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(
+                "CUDAExecutionProvider" not in ort.get_available_providers(),
+                reason="onnxruntime offers no CUDA execution provider here (onnxruntime-gpu not installed)",
+            ),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize("device", ORT_DEVICES)
+def test_onnx_io_binding_gives_the_plain_run_outputs(version_dir, manifest, device):
     frames = random_frames(manifest, 5, seed=3)
     plain = OnnxBackend(version_dir / "model.onnx", "cpu").run(frames)
-    bound_backend = create_backend("onnx", version_dir, "cpu", BackendOptions(io_binding=True))
+    bound_backend = create_backend("onnx", version_dir, device, BackendOptions(io_binding=True))
+    assert bound_backend.device == device
     for batch in (frames, frames[:2]):
         bound = bound_backend.run(batch)
+        np.testing.assert_array_equal(bound.spikes, plain.spikes[: len(batch)])
+        np.testing.assert_array_equal(bound.sops, plain.sops[: len(batch)])
+        tolerance = 0 if device == "cpu" else SCORE_TOLERANCE
+        np.testing.assert_allclose(bound.scores, plain.scores[: len(batch)], rtol=0, atol=tolerance)
         for name in ("scores", "spikes", "sops"):
-            np.testing.assert_array_equal(getattr(bound, name), getattr(plain, name)[: len(batch)], err_msg=name)
             assert getattr(bound, name).dtype == getattr(plain, name).dtype
 
 
