@@ -46,7 +46,8 @@ if [[ $DRY == 1 ]]; then
     say "dry run: every step on the CPU, small sizes; no figure here is a GPU figure"
 else
     DEVICE=cuda SUFFIX=-gpu PARITY=32 SCALE=1 LABEL="GPU run of bench/gpu_check.sh"
-    INFERENCE=(--models demo,dvsgesture --batches 1,2,4,8,16,32,64,128,256 --rounds 15)
+    # H200 SXM datasheet peaks: fp32 67 TFLOP/s (cuDNN may run fp32 convs as TF32, whose peak is higher), 4.8 TB/s
+    INFERENCE=(--models demo,dvsgesture --batches 1,2,4,8,16,32,64,128,256 --rounds 15 --peaks 6.7e13,4.8e12)
     LOAD=(--concurrency 1,8,32,128 --requests 256 --rounds 2 --soak 0)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$LOG"
 fi

@@ -166,7 +166,26 @@ def measure(variants: dict, rounds: int, device: str) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device: str, threads: int):
+def roofline_row(name: str, batch: int, variant: str, seconds: float, manifest, params: int, peaks) -> list:
+    """Achieved dense-equivalent FLOP/s and a lower bound of memory traffic for one timed call.
+
+    FLOPs: 2 per MAC of the same network run densely at every time step (``manifest.dense_macs``),
+    what a GPU executes whatever the spikes. Bytes: the frames read plus every weight read once;
+    activations are not counted, so the bandwidth is a lower bound. ``peaks`` = (FLOP/s, bytes/s)
+    of the device, or None where unknown (shares then read n/a).
+    """
+    inp = manifest.input
+    flops = 2 * manifest.dense_macs * manifest.time_steps * batch
+    half = "bf16" in variant or "fp16" in variant
+    traffic = batch * manifest.time_steps * inp.channels * inp.height * inp.width * 4 + params * (2 if half else 4)
+    flop_s, byte_s = flops / seconds, traffic / seconds
+    shares = [f"{flop_s / peaks[0]:.2%}", f"{byte_s / peaks[1]:.2%}"] if peaks else ["n/a", "n/a"]
+    return [name, batch, variant, f"{flop_s / 1e9:,.1f}", shares[0], f"{byte_s / 1e9:,.2f}", shares[1]]
+
+
+def bench_model(
+    name: str, folder: Path, batches: list[int], rounds: int, device: str, threads: int, peaks=None
+) -> tuple[list, list, list]:
     checkpoint, what = checkpoint_for(name, folder)
     started = time.perf_counter()
     manifest = export_checkpoint(
@@ -186,6 +205,8 @@ def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device
     if device == "cuda":
         sample_shape = tuple(frames_for(model, 1).shape[1:])
         graphs = BucketedRunner(scripted, sample_shape, max(batches), device, capture=True)
+    params = sum(p.numel() for p in model.parameters())
+    roofline: list[list] = []
     halves = {name: half_torchscript(frozen, dtype, frames_for(model, 2).to(device)) for name, dtype in DTYPES.items()}
     rows = []
     for batch in batches:
@@ -221,6 +242,8 @@ def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device
         for variant, s in seconds.items():
             rows.append([name, batch, variant, f"{s * 1e3:.2f}", f"{batch / s:,.0f}", f"{base / s:.2f}x"])
             print(rows[-1], flush=True)
+            if batch == max(batches) and not variant.startswith(("ONNX", "ORT")):
+                roofline.append(roofline_row(name, batch, variant, s, manifest, params, peaks))
     parity = manifest.parity
     export_row = [
         name,
@@ -234,7 +257,7 @@ def bench_model(name: str, folder: Path, batches: list[int], rounds: int, device
         parity["ties"],
         f"{parity['inputs']['samples']} {parity['inputs']['kind']}",
     ]
-    return rows, export_row
+    return rows, export_row, roofline
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,15 +271,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write the sections to this folder (bench.report --merge)")
     parser.add_argument("--key-suffix", default="", help="appended to the section keys (e.g. -gpu)")
     parser.add_argument("--label", default="", help="appended to the section titles (what kind of run this is)")
+    parser.add_argument(
+        "--peaks",
+        help="the device's peak 'FLOP/s,bytes/s' for the largest batch's shares, e.g. 6.7e13,4.8e12 (H200 fp32)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
-    rows, export_rows = [], []
+    peaks = tuple(float(v) for v in args.peaks.split(",")) if args.peaks else None
+    rows, export_rows, roofline = [], [], []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            model_rows, export_row = bench_model(name, Path(tmp), batches, args.rounds, args.device, args.threads)
+            model_rows, export_row, model_roofline = bench_model(
+                name, Path(tmp), batches, args.rounds, args.device, args.threads, peaks
+            )
             rows += model_rows
+            roofline += model_roofline
             export_rows.append(export_row)
     inference = table(["model", "batch", "variant", "median ms / batch", "samples / s", "vs official-style"], rows)
     export = table(
@@ -274,7 +305,11 @@ def main(argv: list[str] | None = None) -> None:
         ],
         export_rows,
     )
-    print(inference, export, sep="\n\n")
+    achieved = table(
+        ["model", "batch", "variant", "dense GFLOP/s", "of peak FLOP/s", "GB/s (lower bound)", "of peak bandwidth"],
+        roofline,
+    )
+    print(inference, achieved, export, sep="\n\n")
     if args.no_write:
         return
     command = " ".join([".venv/bin/python -m bench.inference", *(sys.argv[1:] if argv is None else argv)])
@@ -295,7 +330,14 @@ def main(argv: list[str] | None = None) -> None:
         f"`{command}`. {gpu_note} Same weights and "
         "Poisson event frames (mean 0.3 per pixel, polarity and bin) for all variants, outputs checked equal "
         "before timing (bf16/fp16 excepted); variants interleaved round by round, medians. The official-style "
-        "baseline loops over time steps in BN, LIF and dropout as the official `func.py` does.\n\n" + inference,
+        "baseline loops over time steps in BN, LIF and dropout as the official `func.py` does.\n\n"
+        + inference
+        + "\n\nAt the largest batch, what the PyTorch variants achieve: dense-equivalent FLOP/s (2 per MAC of the "
+        "network run densely at every time step, which a GPU executes whatever the spikes) and a lower bound of "
+        "memory traffic (frames in plus each weight once; activations not counted)"
+        + (f", as shares of the peaks given (`--peaks {args.peaks}`)" if peaks else "; no device peaks given")
+        + ".\n\n"
+        + achieved,
         args.out,
     )
     write_section(

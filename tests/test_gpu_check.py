@@ -82,7 +82,7 @@ def test_the_dry_run_writes_every_section_the_gpu_run_would(tmp_path, monkeypatc
     assert "no figure here is a GPU figure" in log and "skipped" in log  # the gpu tests skip without CUDA
 
     inference = (out / "inference-cpu-dry-run.md").read_text()
-    assert "--device cpu" in inference
+    assert "--device cpu" in inference and "dense GFLOP/s" in inference
     rows = _table_rows(inference)
     variants = {(row[1], row[2]) for row in rows}
     for batch in ("1", "4"):
