@@ -4,12 +4,17 @@
 
 Each configuration is a real ``python -m service`` on 127.0.0.1, started one after the other so
 the two never compete for the cores; requests post the recordings in ``examples/`` in turn.
+``--backend``/``--device`` choose what serves (default: ONNX Runtime, the server's device choice)
+and ``--concurrency`` the levels; each response's measured GPU energy (NVML, ``measured_gpu_j``)
+and energy estimate are averaged per request. ``--out DIR`` writes the section to ``DIR`` for
+``bench.report --merge`` instead of BENCHMARKS.md (``bench/gpu_check.sh``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -137,7 +143,26 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status, await reader.readexactly(length)
 
 
-async def run_load(url: str, payloads: list[tuple[str, bytes]], concurrency: int, total: int) -> tuple[float, list]:
+@dataclass
+class EnergyTally:
+    """Per-request energy seen in responses: NVML-measured joules (where given) and the estimate."""
+
+    measured_j: list[float] = field(default_factory=list)
+    estimated_pj: list[float] = field(default_factory=list)
+    unmeasured: str = ""
+
+    def add(self, body: bytes) -> None:
+        energy = json.loads(body)["energy"]
+        self.estimated_pj.append(energy["snn_pj"])
+        if energy["measured_gpu_j"] is None:
+            self.unmeasured = energy["measured_gpu"]
+        else:
+            self.measured_j.append(energy["measured_gpu_j"])
+
+
+async def run_load(
+    url: str, payloads: list[tuple[str, bytes]], concurrency: int, total: int, energy: EnergyTally | None = None
+) -> tuple[float, list]:
     """``total`` classify requests from ``concurrency`` keep-alive connections; (requests/s, latencies in s).
 
     A minimal HTTP/1.1 client on asyncio streams (requests prebuilt, like wrk) so the load generator
@@ -160,6 +185,8 @@ async def run_load(url: str, payloads: list[tuple[str, bytes]], concurrency: int
                 latencies.append(time.perf_counter() - started)
                 if status != 200:
                     raise RuntimeError(f"{status}: {body[:300]!r}")
+                if energy is not None:
+                    energy.add(body)
         finally:
             writer.close()
 
@@ -198,7 +225,7 @@ def model_cost(repo: Path, model: str = "demo", repeats: int = 20) -> dict[int, 
     return out
 
 
-def measure(servers: dict[str, Server], payloads, concurrencies, requests: int, rounds: int):
+def measure(servers: dict[str, Server], payloads, concurrencies, requests: int, rounds: int, energy: EnergyTally):
     """Per server and concurrency: medians over ``rounds`` of throughput, p50 and p99, CPU and batch size.
 
     Rounds alternate between the servers (A B, B A, ...) so background load on a shared machine hits
@@ -214,7 +241,8 @@ def measure(servers: dict[str, Server], payloads, concurrencies, requests: int, 
         before = {label: (s.cpu_s(), *s.batches()) for label, s in servers.items()}
         for round_ in range(rounds):
             for label in labels if round_ % 2 == 0 else labels[::-1]:
-                runs[label].append(asyncio.run(run_load(servers[label].url, payloads, concurrency, requests)))
+                tally = energy if label == labels[0] else None
+                runs[label].append(asyncio.run(run_load(servers[label].url, payloads, concurrency, requests, tally)))
         for label, server in servers.items():
             cpu, passes, samples = before[label]
             passes_after, samples_after = server.batches()
@@ -231,16 +259,39 @@ def measure(servers: dict[str, Server], payloads, concurrencies, requests: int, 
     return out, ratios
 
 
-def main() -> None:
+def energy_note(energy: EnergyTally) -> str:
+    """One line on energy per request of the batching server: NVML-measured against the estimate."""
+    estimate = statistics.median(energy.estimated_pj) / 1e12 if energy.estimated_pj else float("nan")
+    if not energy.measured_j:
+        return (
+            f"Energy per request: estimate (snn_pj, median) {estimate:.3g} J; measured GPU energy "
+            f"{energy.unmeasured or 'not reported'}."
+        )
+    return (
+        f"Energy per request (batching server, {len(energy.measured_j)} responses): NVML-measured "
+        f"`measured_gpu_j` median {statistics.median(energy.measured_j):.3g} J, mean "
+        f"{statistics.fmean(energy.measured_j):.3g} J (the board's whole draw over each pass, shared by its "
+        f"batch); the response's synaptic-operation estimate (snn_pj) median {estimate:.3g} J."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", help="model repository (default ./model_repository or a demo export)")
     parser.add_argument("--requests", type=int, default=300, help="requests per round (default 300)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--soak", type=int, default=10_000, help="requests for the RSS check (default 10000)")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels (default 1,8,32)")
+    parser.add_argument("--backend", default="onnx", choices=["onnx", "torchscript"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--out", type=Path, help="write the section to this folder (bench.report --merge)")
+    parser.add_argument("--key", default="load", help="section key (default load)")
+    parser.add_argument("--label", default="", help="appended to the section title (what kind of run this is)")
     parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    concurrencies = (1, 8, 32)
+    concurrencies = tuple(int(c) for c in args.concurrency.split(","))
+    ratio_at = 32 if 32 in concurrencies else concurrencies[-1]
     files = recordings()
     payloads = [(p.name, p.read_bytes()) for p in files]
     configs = {
@@ -253,11 +304,21 @@ def main() -> None:
         try:
             for label, settings in configs.items():
                 log = Path(scratch) / f"server-{len(servers)}.log"
-                servers[label] = Server(repo, log, max_queue_delay_ms=5, max_queue_size=1024, **settings)
-            results, ratios = measure(servers, payloads, concurrencies, args.requests, args.rounds)
+                servers[label] = Server(
+                    repo,
+                    log,
+                    max_queue_delay_ms=5,
+                    max_queue_size=1024,
+                    backend=args.backend,
+                    device=args.device,
+                    **settings,
+                )
+            energy = EnergyTally()
+            results, ratios = measure(servers, payloads, concurrencies, args.requests, args.rounds, energy)
             batching = servers[next(iter(configs))]
             before = batching.rss_mb()
-            asyncio.run(run_load(batching.url, payloads, 32, args.soak))
+            if args.soak:
+                asyncio.run(run_load(batching.url, payloads, 32, args.soak))
             rss = (before, batching.rss_mb())
             cost = model_cost(repo)
         finally:
@@ -284,10 +345,12 @@ def main() -> None:
     ]
     header = ["concurrency", "on: req/s", "on: p50 ms", "on: p99 ms", "on: mean batch", "on: server CPU ms/req"]
     header += ["off: req/s", "off: p50 ms", "off: p99 ms", "off: server CPU ms/req"]
+    command = " ".join(["python -m bench.load", *(sys.argv[1:] if argv is None else argv)])
+    served = f"the {args.backend} backend on device `{args.device}`"
     body = (
-        f"`python -m bench.load --requests {args.requests} --rounds {args.rounds} --soak {args.soak}`: "
+        f"`{command}`: "
         f"`POST /v1/classify` of {', '.join(p.name for p in files)} in turn, against the model repository's "
-        f"default model on the ONNX Runtime CPU backend, server and load generator on the same "
+        f"default model on {served}, server and load generator on the same "
         "machine (a minimal keep-alive HTTP/1.1 client on asyncio streams). "
         f"Medians of {args.rounds} rounds of {args.requests} requests, the two servers alternating round by round "
         "(both running, one loaded at a time); the ratio is the median of the per-round ratios. "
@@ -295,23 +358,33 @@ def main() -> None:
         "'server CPU' is the server process's user+system CPU time per request, all threads; "
         "'mean batch' is samples per forward pass.\n\n"
         + table([*header, "on / off throughput"], rows)
-        + f"\n\nBatching at concurrency 32: **{ratios[32]:.2f}x** the throughput "
-        "(target >= 1.5x).\n\n"
+        + f"\n\nBatching at concurrency {ratio_at}: **{ratios[ratio_at]:.2f}x** the throughput "
+        "(target >= 1.5x at 32).\n\n"
+        + energy_note(energy)
+        + "\n\n"
         + f"The model alone (same ONNX Runtime CPU session settings, in process): {cost[1]:.2f} CPU ms per sample "
-        f"at batch 1, {cost[32]:.2f} at batch 32. On this CPU the forward pass is a small part of a request's "
+        f"at batch 1, {cost[32]:.2f} at batch 32. On a CPU the forward pass is a small part of a request's "
         "cost (HTTP, multipart parsing and decoding take the rest of the server CPU above), so gathering "
         "requests into one pass can only save that difference. On a GPU the fixed cost of a pass (a kernel "
-        "launch per layer and time step) is paid once per batch, which is what the batcher is for; no GPU "
-        "was available to measure that here.\n\n"
-        + f"RSS of the batching server: {rss[0]:.1f} MB before and {rss[1]:.1f} MB after {args.soak:,} more "
-        f"requests (growth {rss[1] - rss[0]:+.1f} MB; target < 50 MB).\n\n"
+        "launch per layer and time step) is paid once per batch, which is what the batcher is for"
+        + ("." if args.device == "cuda" else "; this run served on no GPU.")
+        + "\n\n"
+        + (
+            f"RSS of the batching server: {rss[0]:.1f} MB before and {rss[1]:.1f} MB after {args.soak:,} more "
+            f"requests (growth {rss[1] - rss[0]:+.1f} MB; target < 50 MB).\n\n"
+            if args.soak
+            else ""
+        )
         + "Process start to `/readyz` 200: "
         + ", ".join(f"{label}: {seconds:.2f} s" for label, seconds in ready.items())
         + "."
     )
     print(body)
     if not args.no_write:
-        write_section("load", "Service load: dynamic batching on vs off", body)
+        title = "Service load: dynamic batching on vs off"
+        if args.label:
+            title += f" ({args.label})"
+        write_section(args.key, title, body, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 
 import events
 from export.manifest import MANIFEST_NAME, Manifest, sha256_file
-from service.backends import ARTIFACTS, Backend, create_backend
+from service.backends import ARTIFACTS, Backend, BackendOptions, create_backend
 from service.batcher import DynamicBatcher
 from service.gpu_energy import GpuEnergyMeter
 from service.ingest import warm_up_framing
@@ -158,9 +158,9 @@ class Registry:
             model.manifest = _read_manifest(version_dir)
             artifact = ARTIFACTS[self.settings.backend]
             verify_files(version_dir, model.manifest, artifact)
-            model.backend = create_backend(
-                self.settings.backend, version_dir, self.settings.device, self.settings.inference_threads
-            )
+            s = self.settings
+            options = BackendOptions(s.inference_threads, s.max_batch_size, s.cuda_graphs, s.onnx_io_binding)
+            model.backend = create_backend(s.backend, version_dir, s.device, options)
             warm_up(model.backend, model.manifest, self.settings.max_batch_size)
             if model.manifest.input.encoding == "event-frames":
                 warm_up_framing(model.manifest)

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     backend: Literal["onnx", "torchscript"] = "onnx"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     inference_threads: int = Field(0, ge=0, description="intra-op threads per model (0 = runtime default)")
+    cuda_graphs: bool = Field(
+        False, description="TorchScript on CUDA: replay a CUDA graph per batch-size bucket (unmeasured on a GPU)"
+    )
+    onnx_io_binding: bool = Field(False, description="ONNX Runtime: bind inputs/outputs with io_binding()")
 
     max_batch_size: int = Field(32, ge=1)
     max_queue_delay_ms: float = Field(5.0, ge=0)

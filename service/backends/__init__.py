@@ -33,6 +33,20 @@ class Outputs:
     step_sops: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a backend runs batches: intra-op threads, and the GPU serving techniques (off by default).
+
+    ``cuda_graphs``: TorchScript on CUDA replays one captured graph per batch-size bucket up to
+    ``max_batch_size``. ``io_binding``: ONNX Runtime binds inputs and outputs (``io_binding()``).
+    """
+
+    threads: int = 0
+    max_batch_size: int = 32
+    cuda_graphs: bool = False
+    io_binding: bool = False
+
+
 class Backend(Protocol):
     kind: str
     device: str
@@ -41,13 +55,14 @@ class Backend(Protocol):
     def run(self, frames: np.ndarray) -> Outputs: ...
 
 
-def create_backend(kind: str, version_dir: Path, device: str, threads: int = 0) -> Backend:
+def create_backend(kind: str, version_dir: Path, device: str, options: BackendOptions | None = None) -> Backend:
     """Load ``version_dir``'s artifact for ``kind`` ("onnx" or "torchscript") on ``device`` (auto|cpu|cuda)."""
     path = Path(version_dir) / ARTIFACTS[kind]
+    options = options or BackendOptions()
     if kind == "onnx":
         from service.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend(path, device, threads)
+        return OnnxBackend(path, device, options.threads, options.io_binding)
     from service.backends.torchscript_backend import TorchScriptBackend
 
-    return TorchScriptBackend(path, device, threads)
+    return TorchScriptBackend(path, device, options.threads, options.cuda_graphs, options.max_batch_size)
