@@ -22,6 +22,7 @@ import events
 from service.batcher import Overloaded, SampleResult
 from service.dependencies import AppContext, get_context
 from service.energy import EnergyProfile, estimate
+from service.frame_payload import encode_frames
 from service.ingest import IngestLimits, Prepared, prepare
 from service.problems import Problem
 from service.registry import ServedModel
@@ -46,6 +47,7 @@ class ClassifyParams:
     top_k: int | None
     sensor_size: str | None
     energy_profile: str | None
+    include_frames: bool = False
 
 
 async def classify_form(
@@ -55,18 +57,24 @@ async def classify_form(
     top_k: Annotated[int | None, Form(description="how many classes to list (1..classes, default 5)")] = None,
     sensor_size: Annotated[str | None, Form(description="override the sensor size: 'W,H' or 'WxH'")] = None,
     energy_profile: Annotated[str | None, Form(description="energy profile name (default: the model's)")] = None,
+    include: Annotated[str | None, Form(description="'frames': add input.frames, the frames the model saw")] = None,
 ) -> ClassifyParams:
     if file is not None and files:
         raise Problem(422, "invalid-parameters", "send either 'file' or 'files', not both")
     uploads = [file] if file is not None else list(files or [])
     if not uploads:
         raise Problem(422, "invalid-parameters", "no event file: send multipart field 'file' (or 'files')")
-    return ClassifyParams(uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None)
+    if include not in (None, "", "frames"):
+        raise Problem(422, "invalid-parameters", f"include must be 'frames', not {include!r}")
+    return ClassifyParams(
+        uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None, include == "frames"
+    )
 
 
 ROUTE = {
     "response_model": ClassifyResponse | ClassifyBatchResponse,
     "responses": problem_responses(400, 401, 404, 413, 415, 422, 503),
+    "response_model_exclude_unset": True,  # input.frames only when asked for
 }
 
 
@@ -152,6 +160,9 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
     results = [
         build_result(model, p, s, top_k, profile, gpu_note, total_ms) for p, s in zip(prepared, samples, strict=True)
     ]
+    if params.include_frames:
+        for result, sample in zip(results, prepared, strict=True):
+            result["input"]["frames"] = encode_frames(sample.frames)
     for result in results:
         ctx.metrics.spikes.labels(model.name).observe(result["spikes"]["total"])
     request.state.log["prediction"] = [r["prediction"]["label"] for r in results]
