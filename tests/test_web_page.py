@@ -8,11 +8,13 @@ request the test provoked). Screenshots go to ``test-artifacts/`` (git-ignored).
 
 from __future__ import annotations
 
+import base64
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from service_harness import ROOT, Server, demo_repository
 
@@ -116,6 +118,30 @@ def gesture(path: Path) -> str:
     return path.name.split(".")[0]
 
 
+def served_frames(server: Server, path: Path) -> np.ndarray:
+    """The counts ``include=frames`` returns for ``path`` (checked against events.frame_events elsewhere)."""
+    answer = httpx.post(
+        server.url + "/v1/models/demo/classify",
+        files={"file": (path.name, path.read_bytes())},
+        data={"include": "frames"},
+    ).json()["input"]["frames"]
+    return np.frombuffer(base64.b64decode(answer["data"]), dtype="<u2").reshape(answer["shape"])
+
+
+def assert_canvas_shows(page, frame: np.ndarray) -> None:
+    """ON-only pixels are orange (red over blue), OFF-only blue (blue over red), empty ones the background."""
+    off, on = frame[0], frame[1]
+    rgba = page.locator("#frames").evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+    )
+    red, blue = np.array(rgba).reshape(*on.shape, 4)[..., 0], np.array(rgba).reshape(*on.shape, 4)[..., 2]
+    on_only, off_only, empty = (on > 0) & (off == 0), (off > 0) & (on == 0), (on == 0) & (off == 0)
+    assert on_only.any() and off_only.any()
+    assert (red[on_only] > blue[on_only]).all()
+    assert (blue[off_only] > red[off_only]).all()
+    assert (red[empty] == 17).all() and (blue[empty] == 17).all()
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
@@ -169,7 +195,9 @@ def test_each_example_through_the_file_input_shows_its_gesture(server, open_page
     expect(page.locator("#step")).to_have_text(f"step {first % time_steps + 1} of {time_steps}")
     page.keyboard.press("ArrowLeft")
     page.keyboard.press("ArrowLeft")
-    expect(page.locator("#step")).to_have_text(f"step {(first - 2) % time_steps + 1} of {time_steps}")
+    step = (first - 2) % time_steps
+    expect(page.locator("#step")).to_have_text(f"step {step + 1} of {time_steps}")
+    assert_canvas_shows(page, served_frames(server, EXAMPLES[-1])[step])
 
     assumptions = page.locator("#assumptions li")
     expect(assumptions.first).to_be_hidden()
@@ -193,6 +221,20 @@ def test_a_refused_upload_shows_the_problem_detail(server, open_page, tmp_path, 
     sync_api.expect(page.locator("#problem-detail")).to_have_text(answer.json()["detail"])
     sync_api.expect(page.locator("#problem")).to_be_visible()
     log.assert_clean(expected_statuses=(status,))
+
+
+def test_a_file_dropped_on_the_drop_zone_is_classified(server, open_page):
+    page, log = open_page(server)
+    sync_api.expect(page.locator("#status")).to_have_text("Ready: choose a recording.")
+    path = ROOT / "examples" / "approach.aedat"
+    transfer = page.evaluate_handle(
+        "([bytes, name]) => { const t = new DataTransfer(); t.items.add(new File([new Uint8Array(bytes)], name));"
+        " return t; }",
+        [list(path.read_bytes()), path.name],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    sync_api.expect(page.locator("#status")).to_have_text("approach.aedat: approach", timeout=30_000)
+    log.assert_clean()
 
 
 def test_phone_width_has_no_sideways_scroll(server, open_page):
@@ -251,3 +293,38 @@ def test_timeline_strip_draws_design_section_10_answer_where_the_endpoint_exists
     widths = page.locator("#timeline svg rect").evaluate_all("rs => rs.map(r => Number(r.getAttribute('width')))")
     assert widths == [640, pytest.approx(640 / 3), pytest.approx(640 / 3)]
     log.assert_clean()
+
+
+def test_raster_shades_each_layer_and_step_by_spikes_per_neuron(server, open_page):
+    """Per-step counts (``spikes.layers[i].steps``, the lead's contract) are added to the real answer in the
+    page: layer i fires every neuron at step i and half of them at step i + 1."""
+    page, log = open_page(server)
+    page.add_init_script(ADD_STEPS)
+    page.reload()
+    classify_upload(page, ROOT / "examples" / "swipe_left.aedat4")
+    sync_api.expect(page.locator("#raster-note")).to_be_hidden()
+    fills = page.locator("#raster svg rect").evaluate_all("rs => rs.map(r => r.getAttribute('fill'))")
+    layers = page.locator("#raster svg text").all_text_contents()[:-1]
+    assert layers == ["lif1", "lif2", "lif3", "lif4"]
+    expected = []
+    for row in range(4):
+        shades = {row: "rgb(0,0,40)", row + 1: "rgb(128,128,168)"}
+        expected += [shades.get(step, "rgb(255,255,255)") for step in range(8)]
+    assert fills == expected
+    log.assert_clean()
+
+
+ADD_STEPS = """
+const realFetch = window.fetch;
+window.fetch = async (...args) => {
+  const response = await realFetch(...args);
+  if (!String(args[0]).endsWith("/classify") || !response.ok) return response;
+  const body = await response.json();
+  body.spikes.layers.forEach((layer, i) => {
+    layer.steps = new Array(body.input.time_steps).fill(0);
+    layer.steps[i] = layer.neurons;
+    layer.steps[i + 1] = Math.floor(layer.neurons / 2);
+  });
+  return new Response(JSON.stringify(body), { status: 200, headers: { "content-type": "application/json" } });
+};
+"""
