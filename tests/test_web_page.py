@@ -297,7 +297,8 @@ def test_timeline_strip_draws_design_section_10_answer_where_the_endpoint_exists
 
 def test_raster_shades_each_layer_and_step_by_spikes_per_neuron(server, open_page):
     """Per-step counts (``spikes.layers[i].steps``, the lead's contract) are added to the real answer in the
-    page: layer i fires every neuron at step i and half of them at step i + 1."""
+    page: layer i fires half its neurons at step i and a quarter at step i + 1 (lif4: 12 of 50); the busiest
+    cell is darkest."""
     page, log = open_page(server)
     page.add_init_script(ADD_STEPS)
     page.reload()
@@ -307,8 +308,9 @@ def test_raster_shades_each_layer_and_step_by_spikes_per_neuron(server, open_pag
     layers = page.locator("#raster svg text").all_text_contents()[:-1]
     assert layers == ["lif1", "lif2", "lif3", "lif4"]
     expected = []
+    quarter = ["rgb(128,128,168)"] * 3 + ["rgb(133,133,173)"]  # 0.25 and 0.24 of the top 0.5
     for row in range(4):
-        shades = {row: "rgb(0,0,40)", row + 1: "rgb(128,128,168)"}
+        shades = {row: "rgb(0,0,40)", row + 1: quarter[row]}
         expected += [shades.get(step, "rgb(255,255,255)") for step in range(8)]
     assert fills == expected
     log.assert_clean()
@@ -322,8 +324,8 @@ window.fetch = async (...args) => {
   const body = await response.json();
   body.spikes.layers.forEach((layer, i) => {
     layer.steps = new Array(body.input.time_steps).fill(0);
-    layer.steps[i] = layer.neurons;
-    layer.steps[i + 1] = Math.floor(layer.neurons / 2);
+    layer.steps[i] = layer.neurons / 2;
+    layer.steps[i + 1] = Math.floor(layer.neurons / 4);
   });
   return new Response(JSON.stringify(body), { status: 200, headers: { "content-type": "application/json" } });
 };
