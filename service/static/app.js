@@ -202,6 +202,7 @@ function setFrames(payload) {
   const canvas = $("frames");
   canvas.width = state.frames.width;
   canvas.height = state.frames.height;
+  canvas.style.aspectRatio = `${state.frames.width} / ${state.frames.height}`;
   showStep(0);
   if (!window.matchMedia("(prefers-reduced-motion: reduce)").matches) startPlaying();
 }
