@@ -89,7 +89,7 @@ def open_page(browser):
     """``open_page(server, viewport)`` -> (page, log), the page loaded and its traffic recorded."""
     contexts = []
 
-    def opener(srv: Server, viewport: dict = DESKTOP):
+    def opener(srv: Server, viewport: dict = DESKTOP, ready: bool = True):
         context = browser.new_context(viewport=viewport)
         contexts.append(context)
         page = context.new_page()
@@ -101,11 +101,18 @@ def open_page(browser):
         page.on("console", lambda message: message.type == "error" and log.errors.append(message.text))
         page.on("pageerror", lambda error: log.errors.append(f"uncaught: {error}"))
         page.goto(srv.url + "/")
+        if ready:
+            wait_ready(page)
         return page, log
 
     yield opener
     for context in contexts:
         context.close()
+
+
+def wait_ready(page) -> None:
+    """Models and examples are listed: the page can classify."""
+    sync_api.expect(page.locator("#status")).to_have_text("Ready: choose a recording.")
 
 
 def classify_upload(page, path: Path) -> None:
@@ -150,7 +157,6 @@ def screenshot(page, name: str) -> None:
 def test_page_loads_models_and_examples_in_keyboard_order(server, open_page):
     page, log = open_page(server)
     expect = sync_api.expect
-    expect(page.locator("#status")).to_have_text("Ready: choose a recording.")
     expect(page.locator("#model")).to_have_value("demo")
     expect(page.locator("#examples button")).to_have_count(len(EXAMPLES))
     names = page.locator("#examples button").evaluate_all("buttons => buttons.map(b => b.dataset.name)")
@@ -215,7 +221,6 @@ def test_a_refused_upload_shows_the_problem_detail(server, open_page, tmp_path, 
     answer = httpx.post(server.url + "/v1/models/demo/classify", files={"file": (name, content)})
     assert answer.status_code == status
     page, log = open_page(server)
-    sync_api.expect(page.locator("#status")).to_have_text("Ready: choose a recording.")
     (tmp_path / name).write_bytes(content)
     page.set_input_files("#file", str(tmp_path / name))
     sync_api.expect(page.locator("#problem-detail")).to_have_text(answer.json()["detail"])
@@ -225,7 +230,6 @@ def test_a_refused_upload_shows_the_problem_detail(server, open_page, tmp_path, 
 
 def test_a_file_dropped_on_the_drop_zone_is_classified(server, open_page):
     page, log = open_page(server)
-    sync_api.expect(page.locator("#status")).to_have_text("Ready: choose a recording.")
     path = ROOT / "examples" / "approach.aedat"
     transfer = page.evaluate_handle(
         "([bytes, name]) => { const t = new DataTransfer(); t.items.add(new File([new Uint8Array(bytes)], name));"
@@ -246,14 +250,14 @@ def test_phone_width_has_no_sideways_scroll(server, open_page):
 
 
 def test_api_key_from_the_field_unlocks_the_page_and_stays_in_the_session(keyed_server, open_page):
-    page, log = open_page(keyed_server)
+    page, log = open_page(keyed_server, ready=False)
     expect = sync_api.expect
     refused = httpx.get(keyed_server.url + "/v1/models").json()["detail"]
     expect(page.locator("#problem-detail")).to_have_text(refused)
     expect(page.locator("#api-key")).to_be_focused()
     page.keyboard.type(KEY)
     page.keyboard.press("Enter")
-    expect(page.locator("#status")).to_have_text("Ready: choose a recording.")
+    wait_ready(page)
     page.locator("#examples button[data-name='swipe_left.aedat4']").click()
     expect(page.locator("#status")).to_have_text("swipe_left.aedat4: swipe_left", timeout=30_000)
     assert page.evaluate("sessionStorage.getItem('stlsnn.apiKey')") == KEY
@@ -284,6 +288,7 @@ def test_timeline_strip_draws_design_section_10_answer_where_the_endpoint_exists
     page.route("**/openapi.json", lambda route: route.fulfill(json=spec))
     page.route("**/v1/models/demo/timeline", lambda route: route.fulfill(json=answer))
     page.reload()
+    wait_ready(page)
     classify_upload(page, ROOT / "examples" / "swipe_left.aedat4")
     sync_api.expect(page.locator("#timeline-figure")).to_be_visible()
     items = page.locator("#timeline-list li")
@@ -302,6 +307,7 @@ def test_raster_shades_each_layer_and_step_by_spikes_per_neuron(server, open_pag
     page, log = open_page(server)
     page.add_init_script(ADD_STEPS)
     page.reload()
+    wait_ready(page)
     classify_upload(page, ROOT / "examples" / "swipe_left.aedat4")
     sync_api.expect(page.locator("#raster-note")).to_be_hidden()
     fills = page.locator("#raster svg rect").evaluate_all("rs => rs.map(r => r.getAttribute('fill'))")

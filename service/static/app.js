@@ -157,8 +157,8 @@ async function classifyFile(file) {
     const result = await (await api(`${path}/classify`, { method: "POST", body: form })).json();
     state.classes = JSON.parse($("model").selectedOptions[0].dataset.classes || "[]");
     render(result);
-    setStatus(`${file.name}: ${result.prediction.label}`);
     await drawTimelineFor(path, file);
+    setStatus(`${file.name}: ${result.prediction.label}`);
   } catch (error) {
     showProblem(error);
   } finally {
