@@ -249,8 +249,9 @@ function stepBy(delta) {
 
 // ---- charts (SVG by hand) ----
 
-function barChart(rows, { max = 1, format = fmt, colour = "#0b5cad" } = {}) {
-  const width = 400;
+// Drawn at the container's width (one SVG unit per CSS pixel), so its text stays legible on a phone.
+function barChart(container, rows, { max = 1, format = fmt, colour = "#0b5cad" } = {}) {
+  const width = Math.max(280, Math.min(520, container.clientWidth || 400));
   const rowHeight = 22;
   const labelWidth = Math.min(160, 12 + 7 * Math.max(...rows.map((r) => r.label.length)));
   const barSpace = width - labelWidth - 90;
@@ -265,7 +266,7 @@ function barChart(rows, { max = 1, format = fmt, colour = "#0b5cad" } = {}) {
     svg.append(svgEl("text", { x: labelWidth + w + 6, y: y + 14 }, format(row.value)));
   });
   svg.setAttribute("aria-label", rows.map((r) => `${r.label} ${format(r.value)}`).join(", "));
-  return svg;
+  container.replaceChildren(svg);
 }
 
 function classColour(label) {
@@ -275,12 +276,12 @@ function classColour(label) {
 
 function drawTopK(topK) {
   const rows = topK.map((c) => ({ label: c.label, value: c.score, colour: classColour(c.label) }));
-  $("topk").replaceChildren(barChart(rows, { max: Math.max(...topK.map((c) => c.score), 1e-9) }));
+  barChart($("topk"), rows, { max: Math.max(...topK.map((c) => c.score), 1e-9) });
 }
 
 function drawRates(layers) {
   const rows = layers.map((l) => ({ label: l.name, value: l.rate }));
-  $("rates").replaceChildren(barChart(rows, { max: Math.max(...layers.map((l) => l.rate), 1e-9), colour: "#00798c" }));
+  barChart($("rates"), rows, { max: Math.max(...layers.map((l) => l.rate), 1e-9), colour: "#00798c" });
 }
 
 // Layers as rows, time steps as columns, shade = spikes / neurons of that layer at that step.
@@ -289,7 +290,7 @@ function drawRaster(layers, timeSteps) {
   $("raster-note").hidden = perStep;
   if (!perStep) {
     const rows = layers.map((l) => ({ label: l.name, value: l.count }));
-    $("raster").replaceChildren(barChart(rows, { max: Math.max(...layers.map((l) => l.count), 1), format: (v) => `${v}` }));
+    barChart($("raster"), rows, { max: Math.max(...layers.map((l) => l.count), 1), format: (v) => `${v}` });
     return;
   }
   const labelWidth = 150;
@@ -320,7 +321,7 @@ function drawEnergy(energy) {
     { label: "SNN (this request)", value: energy.snn_pj, colour: "#00798c" },
     { label: "ANN estimate", value: energy.ann_pj, colour: "#8d6a9f" },
   ];
-  $("energy").replaceChildren(barChart(rows, { max: Math.max(energy.snn_pj, energy.ann_pj, 1e-9), format: (v) => `${fmt(v)} pJ` }));
+  barChart($("energy"), rows, { max: Math.max(energy.snn_pj, energy.ann_pj, 1e-9), format: (v) => `${fmt(v)} pJ` });
   const facts = [
     ["profile", energy.profile],
     ["SOPs", energy.sops.toLocaleString("en")],
