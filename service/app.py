@@ -22,7 +22,8 @@ from service.metrics import Metrics
 from service.problems import install_problem_handlers
 from service.registry import Registry
 from service.request_logging import RequestLogMiddleware
-from service.routes import classify, health, models, stream, timeline
+from service.routes import classify, examples, health, models, stream, timeline
+from service.routes.page import mount_page
 from service.schemas import ProblemDetails
 from service.settings import Settings
 from service.upload_limit import UploadLimitMiddleware
@@ -61,8 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         decode_pool=ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode"),
     )
     install_problem_handlers(app)
-    for router in (health.router, models.router, classify.router, timeline.router, stream.router):
+    for router in (health.router, models.router, classify.router, timeline.router, stream.router, examples.router):
         app.include_router(router)
+    mount_page(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.cors_origin_list:
         app.add_middleware(

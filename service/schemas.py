@@ -66,6 +66,14 @@ class ClassScore(BaseModel):
     score: float = Field(description="firing rate of the class's voting population, averaged over time")
 
 
+class InputFrames(BaseModel):
+    """The frames the model saw (``include=frames``): event counts per pixel, channel 0 OFF, 1 ON."""
+
+    shape: list[int] = Field(description="[T, 2, h, w]")
+    dtype: str = Field(description="always uint16; counts above 65535 saturate at 65535")
+    data: str = Field(description="base64 of the counts as little-endian uint16, C order")
+
+
 class InputInfo(BaseModel):
     filename: str | None
     format: str
@@ -74,6 +82,7 @@ class InputInfo(BaseModel):
     sensor_size: list[int] = Field(description="[width, height] used for framing")
     sensor_from_header: bool
     time_steps: int
+    frames: InputFrames | None = Field(None, description="only with include=frames")
 
 
 class LayerSpikes(BaseModel):
@@ -215,13 +224,24 @@ class ClassifyBatchResponse(BaseModel):
     results: list[ClassifyResponse]
 
 
+class ExampleSummary(BaseModel):
+    name: str
+    format: str = Field(description="the decoder its content matches")
+    size: int = Field(description="bytes")
+    label: str = Field(description="the gesture its file name starts with")
+
+
+class ExampleList(BaseModel):
+    examples: list[ExampleSummary]
+
+
 def problem_responses(*statuses: int) -> dict:
     """``responses=`` for a route: each status documented as problem+json."""
     schema = {"$ref": "#/components/schemas/ProblemDetails"}
     descriptions = {
         400: "Undecodable or inconsistent file",
         401: "Missing or wrong API key",
-        404: "Unknown model",
+        404: "Unknown model or example",
         413: "Upload, file count, event count or duration over the limit",
         415: "Unknown format, or a model that takes no event files",
         422: "Invalid parameters",

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+BUNDLED_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
 
 class Settings(BaseSettings):
     """Service configuration; each field ``foo`` is set by ``STLSNN_FOO``."""
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(1, ge=1)
     log_level: str = "info"
     nvml: bool = True
+    examples_dir: Path = Field(
+        BUNDLED_EXAMPLES, description="recordings the web page offers (GET /v1/examples); missing = none"
+    )
 
     @field_validator("default_model")
     @classmethod

@@ -505,6 +505,9 @@ def test_container_commands_export_then_serve_without_torch(image_root):
         wait_ready(server, f"{base}/readyz", log, httpx)
         check = subprocess.run(to_host(healthcheck("serve"), paths, python), env=env, timeout=30)
         assert check.returncode == 0, "the image's HEALTHCHECK must pass once /readyz is 200"
+        page = httpx.get(f"{base}/", timeout=30)
+        assert page.status_code == 200 and "/static/app.js" in page.text, "the image must ship the web page"
+        assert httpx.get(f"{base}/static/app.js", timeout=30).status_code == 200
         examples = [
             p
             for p in sorted((REPO / "examples").glob("*"))

@@ -23,6 +23,7 @@ from service.dependencies import AppContext, get_context
 from service.early_decision import NOTE as EARLY_DECISION_NOTE
 from service.early_decision import decide, decided_energy_pj
 from service.energy import EnergyProfile, estimate
+from service.frame_payload import encode_frames
 from service.ingest import IngestLimits, Prepared, prepare
 from service.problems import Problem
 from service.registry import ServedModel
@@ -58,6 +59,7 @@ class ClassifyParams:
     sensor_size: str | None
     energy_profile: str | None
     early_exit: float | None = None
+    include_frames: bool = False
 
 
 async def classify_form(
@@ -74,6 +76,7 @@ async def classify_form(
             "score reaches it, and the energy of the steps up to it"
         ),
     ] = None,
+    include: Annotated[str | None, Form(description="'frames': add input.frames, the frames the model saw")] = None,
 ) -> ClassifyParams:
     if file is not None and files:
         raise Problem(422, "invalid-parameters", "send either 'file' or 'files', not both")
@@ -81,14 +84,24 @@ async def classify_form(
     if not uploads:
         raise Problem(422, "invalid-parameters", "no event file: send multipart field 'file' (or 'files')")
     check_early_exit(early_exit)
+    if include not in (None, "", "frames"):
+        raise Problem(422, "invalid-parameters", f"include must be 'frames', not {include!r}")
     return ClassifyParams(
-        uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None, early_exit
+        uploads,
+        file is None,
+        format or None,
+        top_k,
+        sensor_size or None,
+        energy_profile or None,
+        early_exit,
+        include == "frames",
     )
 
 
 ROUTE = {
     "response_model": ClassifyResponse | ClassifyBatchResponse,
     "responses": problem_responses(400, 401, 404, 413, 415, 422, 503),
+    "response_model_exclude_unset": True,  # input.frames only when asked for
 }
 
 
@@ -147,6 +160,9 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
         build_result(model, p, s, top_k, profile, gpu_note, total_ms, params.early_exit)
         for p, s in zip(prepared, samples, strict=True)
     ]
+    if params.include_frames:
+        for result, sample in zip(results, prepared, strict=True):
+            result["input"]["frames"] = encode_frames(sample.frames)
     for result in results:
         ctx.metrics.spikes.labels(model.name).observe(result["spikes"]["total"])
     request.state.log["prediction"] = [r["prediction"]["label"] for r in results]
@@ -220,8 +236,8 @@ def build_result(
         count = round(count)
         entry = {"name": layer.name, "neurons": layer.neurons, "count": count}
         entry["rate"] = count / (layer.neurons * manifest.time_steps)
-        if sample.step_spikes is not None:
-            entry["steps"] = [round(c) for c in sample.step_spikes[:, i].tolist()]
+        steps = sample.step_spikes
+        entry["steps"] = None if steps is None else [round(c) for c in steps[:, i].tolist()]
         layers.append(entry)
     energy = estimate(manifest, np.rint(sample.sops).astype(np.int64), profile, sample.gpu_joules, gpu_note)
     decision = None
