@@ -342,8 +342,12 @@ async function drawTimelineFor(modelPath, file) {
   if (!state.timeline) return;
   const form = new FormData();
   form.append("file", file, file.name);
-  const answer = await (await api(`${modelPath}/timeline`, { method: "POST", body: form })).json();
-  drawTimeline(answer);
+  try {
+    drawTimeline(await (await api(`${modelPath}/timeline`, { method: "POST", body: form })).json());
+  } catch (error) {
+    // the classification stands; a model exported before per-step outputs has no timeline
+    setStatus(`timeline unavailable: ${error.message}`);
+  }
 }
 
 function drawTimeline(answer) {
