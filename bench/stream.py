@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         server = Server(repository(None, Path(tmp)), Path(tmp) / "server.log", stream_max_buffered_events=buffered)
         try:
             url = server.url.replace("http://", "ws://") + "/v1/models/demo/stream"
+            replay(url, recording(1e5, 1.0, seed=1)[0], 1.0)  # warm-up: the stream path's first compiled calls
             for rate in rates:
                 data, t = recording(rate * 1e6, args.seconds)
                 result = replay(url, data, args.seconds)
