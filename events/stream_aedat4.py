@@ -1,9 +1,9 @@
 """Incremental decoding of DV AEDAT 4.0 byte streams (``events.StreamDecoder``'s AEDAT 4 side).
 
 The version line and IOHeader are held until complete, then parsed by the file decoder's
-``_read_io_header``. After it, packets are cut as they come: the 8-byte packet header is held,
+``read_io_header``. After it, packets are cut as they come: the 8-byte packet header is held,
 then an event packet's payload is held until it is whole and goes through the file decoder's
-``_inflate`` and ``_decode_events`` (same ratio and byte budget, same coordinate checks); packets
+``inflate`` and ``decode_events`` (same ratio and byte budget, same coordinate checks); packets
 of other streams (frames, IMU, triggers) are counted off without being held. So at most one
 packet is held at a time, and the events are exactly ``events.load``'s for the whole file.
 
@@ -101,7 +101,7 @@ class Aedat4Stream:
 
     def close(self) -> tuple[np.ndarray, tuple[int, int]]:
         if self.target is None:
-            aedat4._read_io_header(io.BytesIO(bytes(self.pending)))  # raises what the file decoder says
+            aedat4.read_io_header(io.BytesIO(bytes(self.pending)))  # raises what the file decoder says
             raise EventDecodeError(aedat4.NAME, "stream ends inside the IOHeader", self.pos + len(self.pending))
         if self.end > self.pos + len(self.pending):
             raise EventDecodeError(aedat4.NAME, f"dataTablePosition {self.end} outside the file", PREFIX)
@@ -129,7 +129,7 @@ class Aedat4Stream:
         used += len(rest)
         if len(self.pending) < PREFIX + size:
             return used
-        compression, position, streams, first = aedat4._read_io_header(io.BytesIO(bytes(self.pending)))
+        compression, position, streams, first = aedat4.read_io_header(io.BytesIO(bytes(self.pending)))
         self.by_id = {s.id: s for s in streams}
         target = next((s for s in streams if s.type == "EVTS"), None)
         if target is None:
@@ -150,14 +150,14 @@ class Aedat4Stream:
             return
         size = self.packet
         body = self.pos
-        payload = aedat4._inflate(
+        payload = aedat4.inflate(
             bytes(self.pending), self.compression, self.budget, self.limits, body, self.zstd_context
         )
         self.budget -= len(payload)
         if self.budget < 0:
-            raise aedat4._over(len(payload), size, self.budget + len(payload), body)
+            raise aedat4.over_limit(len(payload), size, self.budget + len(payload), body)
         sink = self.count.sink(0)
-        aedat4._decode_events(payload, body, self.size, sink)
+        aedat4.decode_events(payload, body, self.size, sink)
         events = self.count.take(sink)
         if self.target.size is None and self.given_size is None:
             self.extent.update(events["x"], events["y"])
