@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     command = f"--inputs {args.inputs}" + ("" if every else " --formats " + " ".join(names))
     body = (
         f"`nice .venv/bin/python -m bench.fuzz {command}` (seed {args.seed}, {args.workers} workers, "
-        f"{minutes:.0f} min): {'every format registered in `events.formats.FORMATS`' if every else ', '.join(names)}, "
+        f"{minutes:.0f} min): {'every format registered in `events.formats.FORMATS`' if every else ', '.join(names)}; "
         "inputs mutated from each "
         "format's own writer output and the real samples in `tests/data` (bit flips, interesting bytes, aligned "
         "words, truncation, insertion, deletion, duplication, cross-format splices, header edits, tail repeats, "
@@ -398,7 +398,8 @@ def main(argv: list[str] | None = None) -> None:
         "`EventDecodeError` or a malformed Recording (for EVT 3.0 also: the compiled loop and its NumPy "
         "reference disagree; for the formats `events.StreamDecoder` reads, evt2 / evt21 / evt3 / aedat4 / events, "
         "also: the stream decoder fed the input cut at 0-12 random points gives other events or sensor size, or "
-        "disagrees on rejecting it); hang = one input over {args.time_limit:.0f} s (the watchdog kills the worker).\n\n"
+        f"disagrees on rejecting it); hang = one input over "
+        f"{args.time_limit:.0f} s (the watchdog kills the worker).\n\n"
         + table(
             ["format", "inputs", "decoded", "rejected", "of which limit", "escapes", "hangs", "ms median / p99 / max"],
             rows,

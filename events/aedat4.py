@@ -100,7 +100,7 @@ def _parse_info(xml: bytes, offset: int) -> list[Stream]:
     return streams
 
 
-def _read_io_header(stream: BinaryIO) -> tuple[int, int, list[Stream], int]:
+def read_io_header(stream: BinaryIO) -> tuple[int, int, list[Stream], int]:
     """``(compression, dataTablePosition, streams, first packet offset)``."""
     head = stream.read(len(MAGIC) + 4)
     if not head.startswith(MAGIC):
@@ -130,7 +130,7 @@ def _cap(compressed: int, budget: int, limits: DecodeLimits) -> int:
     return min(budget, max(MIN_CAP, int(compressed * limits.max_compression_ratio)))
 
 
-def _over(size: int, compressed: int, budget: int, offset: int) -> LimitExceededError:
+def over_limit(size: int, compressed: int, budget: int, offset: int) -> LimitExceededError:
     if size > budget:
         return LimitExceededError(NAME, "decompressed data exceed the max_decompressed_bytes limit", offset)
     problem = f"packet inflates beyond the compression-ratio limit ({compressed} bytes in)"
@@ -176,7 +176,7 @@ def _inflate_lz4(data: bytes, cap: int):
     return out
 
 
-def _inflate(data: bytes, compression: int, budget: int, limits: DecodeLimits, offset: int, zstd_context):
+def inflate(data: bytes, compression: int, budget: int, limits: DecodeLimits, offset: int, zstd_context):
     """The packet payload, inflated within the ratio and byte budget."""
     if compression == 0:
         return data
@@ -184,13 +184,13 @@ def _inflate(data: bytes, compression: int, budget: int, limits: DecodeLimits, o
     try:
         return _inflate_lz4(data, cap) if compression in (1, 2) else _inflate_zstd(data, cap, zstd_context)
     except OverflowError as exc:
-        raise _over(int(exc.args[0]), len(data), budget, offset) from None
+        raise over_limit(int(exc.args[0]), len(data), budget, offset) from None
     except Exception as exc:  # a native decompressor's error must not reach the caller as-is
         kind = "LZ4" if compression in (1, 2) else "ZSTD"
         raise EventDecodeError(NAME, f"corrupt {kind} packet ({type(exc).__name__})", offset) from None
 
 
-def _decode_events(payload, offset: int, size: tuple[int, int] | None, sink: EventSink) -> None:
+def decode_events(payload, offset: int, size: tuple[int, int] | None, sink: EventSink) -> None:
     if len(payload) < 8:
         raise EventDecodeError(NAME, "event packet shorter than a flatbuffer header", offset)
     (prefix,) = struct.unpack_from("<I", payload, 0)
@@ -227,7 +227,7 @@ def _copy_events(events, width, height, out) -> int:  # pragma: no cover - compi
 
 
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
-    compression, table_position, streams, pos = _read_io_header(stream)
+    compression, table_position, streams, pos = read_io_header(stream)
     by_id = {s.id: s for s in streams}
     target = next((s for s in streams if s.type == "EVTS"), None)
     if target is None:
@@ -257,11 +257,11 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
             data = stream.read(size)
             if len(data) != size:
                 raise EventDecodeError(NAME, "file ends inside a packet", body + len(data))
-            payload = _inflate(data, compression, budget, limits, body, zstd_context)
+            payload = inflate(data, compression, budget, limits, body, zstd_context)
             budget -= len(payload)
             if budget < 0:
-                raise _over(len(payload), size, budget + len(payload), body)
-            _decode_events(payload, body, target.size, sink)
+                raise over_limit(len(payload), size, budget + len(payload), body)
+            decode_events(payload, body, target.size, sink)
         else:
             kind = by_id[stream_id].type
             skipped[kind] = skipped.get(kind, 0) + 1

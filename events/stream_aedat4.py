@@ -1,11 +1,12 @@
 """Incremental decoding of DV AEDAT 4.0 byte streams (``events.StreamDecoder``'s AEDAT 4 side).
 
 The version line and IOHeader are held until complete, then parsed by the file decoder's
-``_read_io_header``. After it, packets are cut as they come: the 8-byte packet header is held,
+``read_io_header``. After it, packets are cut as they come: the 8-byte packet header is held,
 then an event packet's payload is held until it is whole and goes through the file decoder's
-``_inflate`` and ``_decode_events`` (same ratio and byte budget, same coordinate checks); packets
-of other streams (frames, IMU, triggers) are counted off without being held. So at most one
-packet is held at a time, and the events are exactly ``events.load``'s for the whole file.
+``inflate`` and ``decode_events`` (same ratio and byte budget, same coordinate checks); packets
+of other streams (frames, IMU, triggers) are counted off without being held. So between calls at
+most one packet is held (within a call, the event packets the chunk completes are inflated, then
+decoded into one output array), and the events are exactly ``events.load``'s for the whole file.
 
 Stream-specific checks: a stream cannot hold a packet of any size, so an event packet whose
 declared size exceeds what is left of ``max_decompressed_bytes`` (plus the most LZ4 / ZSTD framing
@@ -71,7 +72,7 @@ class Aedat4Stream:
         return self.size if self.target is not None else None
 
     def feed(self, chunk: memoryview) -> np.ndarray:
-        out: list[np.ndarray] = []
+        payloads: list[tuple[bytes, int]] = []
         i = 0
         if self.target is None:
             i = self._take_io_header(chunk)
@@ -94,14 +95,14 @@ class Aedat4Stream:
             self.pending += chunk[i : i + take]
             i += take
             if len(self.pending) == want:
-                self._step(out)
+                self._step(payloads)
         if self.packet is not None and self.packet == len(self.pending):
-            self._step(out)  # an empty payload completes with its header
-        return np.concatenate(out) if len(out) > 1 else (out[0] if out else np.empty(0, dtype=EVENT_DTYPE))
+            self._step(payloads)  # an empty payload completes with its header
+        return self._events(payloads)
 
     def close(self) -> tuple[np.ndarray, tuple[int, int]]:
         if self.target is None:
-            aedat4._read_io_header(io.BytesIO(bytes(self.pending)))  # raises what the file decoder says
+            aedat4.read_io_header(io.BytesIO(bytes(self.pending)))  # raises what the file decoder says
             raise EventDecodeError(aedat4.NAME, "stream ends inside the IOHeader", self.pos + len(self.pending))
         if self.end > self.pos + len(self.pending):
             raise EventDecodeError(aedat4.NAME, f"dataTablePosition {self.end} outside the file", PREFIX)
@@ -129,7 +130,7 @@ class Aedat4Stream:
         used += len(rest)
         if len(self.pending) < PREFIX + size:
             return used
-        compression, position, streams, first = aedat4._read_io_header(io.BytesIO(bytes(self.pending)))
+        compression, position, streams, first = aedat4.read_io_header(io.BytesIO(bytes(self.pending)))
         self.by_id = {s.id: s for s in streams}
         target = next((s for s in streams if s.type == "EVTS"), None)
         if target is None:
@@ -143,25 +144,30 @@ class Aedat4Stream:
         self.pos = first
         return used
 
-    def _step(self, out: list[np.ndarray]) -> None:
-        """Act on a whole packet header or a whole event packet in ``pending``."""
+    def _events(self, payloads: list[tuple[bytes, int]]) -> np.ndarray:
+        """The events of the chunk's whole event packets, decoded into one array (no concatenation)."""
+        sink = self.count.sink(sum(len(payload) for payload, _ in payloads) // aedat4.EVENT.itemsize)
+        for payload, body in payloads:
+            aedat4.decode_events(payload, body, self.size, sink)
+        events = self.count.take(sink)
+        if self.target is not None and self.target.size is None and self.given_size is None:
+            self.extent.update(events["x"], events["y"])
+        return events
+
+    def _step(self, payloads: list[tuple[bytes, int]]) -> None:
+        """Act on a whole packet header, or inflate a whole event packet in ``pending`` into ``payloads``."""
         if self.packet is None:
             self._packet_header()
             return
         size = self.packet
         body = self.pos
-        payload = aedat4._inflate(
+        payload = aedat4.inflate(
             bytes(self.pending), self.compression, self.budget, self.limits, body, self.zstd_context
         )
         self.budget -= len(payload)
         if self.budget < 0:
-            raise aedat4._over(len(payload), size, self.budget + len(payload), body)
-        sink = self.count.sink(0)
-        aedat4._decode_events(payload, body, self.size, sink)
-        events = self.count.take(sink)
-        if self.target.size is None and self.given_size is None:
-            self.extent.update(events["x"], events["y"])
-        out.append(events)
+            raise aedat4.over_limit(len(payload), size, self.budget + len(payload), body)
+        payloads.append((payload, body))
         self.pos += size
         self.pending = bytearray()
         self.packet = None

@@ -33,7 +33,8 @@ class EvtVersion:
 
     ``decode(words, offset, state, sink, size, header, extent)`` runs the file decoder's loop over
     whole words; ``new_state(header)`` is its state before the first word. ``extent_from_output``:
-    the loop leaves the sensor extent to its output (EVT 3.0; the others track it themselves).
+    the loop leaves the sensor extent to its output and keeps the largest vector column (which may
+    not fit the output's uint16) in slot 10 of its state (EVT 3.0; the others track the extent).
     """
 
     name: str

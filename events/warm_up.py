@@ -14,6 +14,7 @@ from events.aedat4 import write_aedat4
 from events.evt3 import write_evt3
 from events.load import load
 from events.nmnist import write_nmnist
+from events.packed_records import write_events
 from events.recording import make_events
 
 SENSOR = (34, 34)
@@ -23,6 +24,7 @@ WRITERS = {
     "aedat4": lambda f, ev: write_aedat4(f, ev, SENSOR, compression="none"),
     "evt3": lambda f, ev: write_evt3(f, ev, SENSOR),
     "nmnist": lambda f, ev: write_nmnist(f, ev, SENSOR),
+    "events": write_events,
 }
 
 

@@ -59,5 +59,5 @@ def test_a_truncated_pipe_is_a_decode_error(evt2_file):
 
 def test_decoder_warm_up_round_trips_a_tiny_file_of_every_compiled_format():
     seconds = events.warm_up_decoders()
-    assert set(seconds) == {"aedat2", "aedat3", "aedat4", "evt3", "nmnist"}
+    assert set(seconds) == {"aedat2", "aedat3", "aedat4", "evt3", "nmnist", "events"}
     assert all(s > 0 for s in seconds.values())

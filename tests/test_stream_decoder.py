@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import events
+from events import aedat4
 from events.aedat4 import write_aedat4
 from events.errors import LimitExceededError
 from events.evt2 import write_evt2
@@ -62,6 +63,20 @@ def without_geometry(data: bytes) -> bytes:
     )
 
 
+def with_data_table(ev: np.ndarray, table_at_extra: int = 0) -> bytes:
+    """An LZ4 AEDAT 4 file whose IOHeader points at a file data table after the packets.
+
+    The table here is 64 bytes of 0xFF: read as packets they would be malformed, so a decoder
+    must stop at ``dataTablePosition`` (``table_at_extra`` moves the position past that).
+    """
+    plain = written(write_aedat4, ev, sensor_size=SENSOR, compression="lz4", packet_events=400)
+    (size,) = struct.unpack_from("<i", plain, 14)
+    info = aedat4._info_node("lz4", SENSOR, "stlsnn-serve")
+    header = aedat4.io_header(1, info, len(plain) + table_at_extra)
+    assert len(header) == size
+    return plain[:18] + header + plain[18 + size :] + b"\xff" * 64
+
+
 EV = recording(3000, 1)
 FILES: dict[str, list[tuple[str, bytes]]] = {
     "evt2": [
@@ -84,6 +99,7 @@ FILES: dict[str, list[tuple[str, bytes]]] = {
         ("davis346_head.aedat4", (DATA / "davis346_head.aedat4").read_bytes()),
         ("davis346_noframes.aedat4", (DATA / "davis346_noframes.aedat4").read_bytes()),
         ("swipe_left.aedat4", (EXAMPLES / "swipe_left.aedat4").read_bytes()),
+        ("with data table", with_data_table(EV)),
         ("no sizes", without_geometry(written(write_aedat4, EV, sensor_size=SENSOR, packet_events=400))),
     ]
     + [
@@ -285,6 +301,17 @@ def test_aedat4_packet_of_an_undeclared_stream_raises_at_its_header():
     with pytest.raises(events.EventDecodeError, match="undeclared stream 7") as raised:
         decoder.feed(bytes(data[packet + 7 : packet + 8]))
     assert raised.value.offset == packet
+
+
+def test_aedat4_data_table_ends_the_packets():
+    np.testing.assert_array_equal(events.load(with_data_table(EV), format="aedat4").events, EV)
+    past_the_end = with_data_table(EV, table_at_extra=1000)[:-64]  # the stream stops before the table
+    with pytest.raises(events.EventDecodeError, match="dataTablePosition"):
+        events.load(past_the_end, format="aedat4")
+    decoder = events.StreamDecoder("aedat4")
+    assert len(decoder.feed(past_the_end)) == len(EV)
+    with pytest.raises(events.EventDecodeError, match="dataTablePosition"):
+        decoder.close()
 
 
 def test_aedat4_empty_event_packet_raises_with_its_header():
