@@ -33,16 +33,16 @@ DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "checkpoin
 
 
 class HalfPrecisionSNN(nn.Module):
-    """``frozen`` cast to ``dtype``; float32 frames in, float32 scores and int64 counts out."""
+    """``frozen`` cast to ``dtype``; float32 frames in, float32 scores and int64 counts out (all six outputs)."""
 
     def __init__(self, frozen: FrozenSNN, dtype: torch.dtype):
         super().__init__()
         self.inner = copy.deepcopy(frozen).to(dtype)
         self.dtype = dtype
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        scores, spikes, sops = self.inner(frames.to(self.dtype))
-        return scores.float(), spikes, sops
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scores, spikes, sops, step_scores, step_spikes, step_sops = self.inner(frames.to(self.dtype))
+        return scores.float(), spikes, sops, step_scores.float(), step_spikes, step_sops
 
 
 def half_torchscript(frozen: FrozenSNN, dtype: torch.dtype, example: torch.Tensor) -> torch.jit.ScriptModule:
