@@ -33,6 +33,7 @@ RAY_ENV = {
     "PYTHONPATH": str(ROOT),
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "service.ray_app:proxy_middlewares",
 }
 
 
@@ -86,20 +87,21 @@ class LocalRayCluster:
         self.wait_running(timeout_s)
 
     def wait_running(self, timeout_s: float, replicas: int | None = None) -> None:
-        """Until the application is RUNNING with ``replicas`` replicas running (any count when None)."""
+        """Until every application is RUNNING with ``replicas`` replicas running in all (any count when None)."""
         from ray import serve
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            status = serve.status().applications.get(APP_NAME)
-            if status is not None and status.status == "RUNNING":
-                running = sum(d.replica_states.get("RUNNING", 0) for d in status.deployments.values())
+            apps = serve.status().applications.values()
+            failed = [app.message for app in apps if app.status == "DEPLOY_FAILED"]
+            if failed:
+                raise RuntimeError(f"deploy failed: {failed}")
+            if apps and all(app.status == "RUNNING" for app in apps):
+                running = sum(d.replica_states.get("RUNNING", 0) for app in apps for d in app.deployments.values())
                 if replicas is None or running == replicas:
                     return
-            if status is not None and status.status == "DEPLOY_FAILED":
-                raise RuntimeError(f"deploy failed: {status.message}")
             time.sleep(0.5)
-        raise RuntimeError(f"application not running after {timeout_s} s: {serve.status()}")
+        raise RuntimeError(f"applications not running after {timeout_s} s: {serve.status()}")
 
     def replica_ids(self) -> set[str]:
         """The ids of the live replica actors (the value of their ``X-Serve-Replica`` header)."""

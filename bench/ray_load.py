@@ -16,6 +16,7 @@ import asyncio
 import collections
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ from bench.report import table, write_section
 CONCURRENCY = 32
 APPS = {"one": 1, "two": 2}  # application name (route prefix) -> replicas
 LAST = "(c) Ray Serve, 2 replicas"
+PY_SPY = str(Path(sys.executable).parent / "py-spy")  # requirements/dev.txt; installed beside this Python
 
 
 def two_applications(repo: Path, port: int) -> dict:
@@ -91,11 +93,18 @@ def measure(urls: dict[str, str], payloads, requests: int, rounds: int, plain_pi
     return runs, cpu
 
 
+def code_area(frame: str) -> str:
+    """The source file of a py-spy frame (``function (path:line)``), as py-spy names it (package-relative)."""
+    if "(" not in frame:
+        return "no Python frame (native threads: Ray core, gRPC)"
+    return frame.rpartition("(")[2].rpartition(":")[0]
+
+
 def profile(pid: int, seconds: float, out: Path) -> list[tuple[str, float]]:
-    """py-spy samples of one process for ``seconds``: the 12 functions with the most own time (share)."""
+    """py-spy samples of one process for ``seconds``: own time (share of samples) by source file, top 10."""
     subprocess.run(
         [
-            *("py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"),
+            *(PY_SPY, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"),
             *("--format", "raw", "--output", str(out), "--nonblocking"),
         ],
         check=True,
@@ -104,10 +113,9 @@ def profile(pid: int, seconds: float, out: Path) -> list[tuple[str, float]]:
     own: dict[str, int] = collections.Counter()
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        leaf = stack.rsplit(";", 1)[-1]
-        own[leaf.split(" (")[0] + " (" + leaf.rpartition("/")[2] if "(" in leaf else leaf] += int(count)
+        own[code_area(stack.rsplit(";", 1)[-1])] += int(count)
     total = sum(own.values()) or 1
-    return [(name, count / total) for name, count in own.most_common(12)]
+    return [(name, count / total) for name, count in own.most_common(10)]
 
 
 def profile_under_load(url: str, payloads, plain_pid: int, scratch: Path) -> dict[str, list[tuple[str, float]]]:
@@ -202,8 +210,9 @@ def report(args, files, runs, cpu, load_avg, profiles) -> None:
         "rounds only, so idle processes show their background cost):\n\n" + table(["process", *labels], cpu_rows)
     )
     for role, top in profiles.items():
-        body += f"\n\nWhere the {role} spends its time (py-spy, 200 Hz, 8 s of (c) load, own time per function):\n\n"
-        body += table(["function", "share"], [[f"`{name}`", f"{share:.0%}"] for name, share in top])
+        body += f"\n\nWhere the {role} spends its time (py-spy, 200 Hz, 8 s of (c) load; samples by the source "
+        body += "file of their innermost frame):\n\n"
+        body += table(["file", "share of samples"], [[f"`{name}`", f"{share:.0%}"] for name, share in top])
     print(body)
     if not args.no_write:
         write_section("ray-load", "Ray Serve vs the plain service (scale-out)", body)

@@ -9,7 +9,9 @@ What the Ray app adds, and only there:
   ``/readyz`` would say 503 after loading, so Serve restarts it instead of sending it traffic;
 - Serve's periodic health check runs the ``/readyz`` handler itself;
 - every response carries ``X-Serve-Replica`` (the replica's id), the one visible change to the HTTP
-  contract, so clients and tests can tell replicas apart; ``X-Request-ID`` is written once, by Serve's proxy.
+  contract, so clients and tests can tell replicas apart; ``X-Request-ID`` is written once, by Serve's proxy;
+- in Serve's proxy, a request whose replica died mid-way is answered 503 with ``Retry-After`` (retryable)
+  instead of a bare 500.
 
 Replicas ask for one GPU when the cluster has GPUs and ``accelerator`` is ``auto`` (or ``gpu``), else
 only CPU (``replica_cpus``, fractional so two replicas fit on a small machine). ``python -m service``
@@ -19,6 +21,7 @@ never imports this module, so the plain serve image needs no Ray.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
@@ -28,19 +31,23 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve import Application
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.app import create_app
 from service.dependencies import AppContext
+from service.problems import TYPE_PREFIX, ProblemResponse
 from service.routes.health import readyz
 from service.settings import Settings
+
+log = logging.getLogger("stlsnn.service")
 
 REPLICA_HEADER = "x-serve-replica"
 DEPLOYMENT_NAME = "stlsnn"
 
 
 class RayAppArgs(BaseModel):
-    """The ``args`` of the application in ``deploy/ray/serve.yaml`` (validated by Serve)."""
+    """The ``args`` of the application in ``deploy/ray/serve.yaml``, checked by ``build``."""
 
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: one GPU per replica when the cluster has any GPU, else CPU only"
@@ -68,6 +75,57 @@ class ServeResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_replica)
+
+
+class ReplicaLostAs503:
+    """Serve proxy middleware: a request whose replica died before answering gets a 503 problem document with
+    ``Retry-After`` (the service's answer for "try again"), where the proxy alone would end in a bare 500.
+
+    Installed in the proxy by ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=service.ray_app:proxy_middlewares``
+    in each node's environment (the proxy is Ray's, not the application's). A response already started is
+    left alone: its status line is sent.
+    """
+
+    def __init__(self, app: ASGIApp, retry_after_s: int = 1):
+        self.app = app
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            log.warning("request lost its replica", exc_info=True)
+        if started:
+            return
+        request_id = next((v.decode() for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        body = {
+            "type": TYPE_PREFIX + "replica-unavailable",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "the replica serving this request stopped before it answered; retry",
+        }
+        headers = {"Retry-After": str(self.retry_after_s)}
+        if request_id:
+            body["request_id"] = request_id
+            headers["X-Request-ID"] = request_id
+        await ProblemResponse(body, status_code=503, headers=headers)(scope, receive, send)
+
+
+def proxy_middlewares() -> list[Middleware]:
+    """The middlewares Serve's HTTP proxy adds (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` names this)."""
+    return [Middleware(ReplicaLostAs503)]
 
 
 class ModelsFailedToLoad(RuntimeError):
