@@ -30,6 +30,7 @@ from bench.report import table, write_section
 CONCURRENCY = 32
 APPS = {"one": 1, "two": 2}  # application name (route prefix) -> replicas
 LAST = "(c) Ray Serve, 2 replicas"
+REST = "rest of Ray (GCS, raylets, agents, idle workers)"
 PY_SPY = str(Path(sys.executable).parent / "py-spy")  # requirements/dev.txt; installed beside this Python
 
 
@@ -57,7 +58,7 @@ def process_role(process: psutil.Process, plain_pid: int) -> str:
             return f"replicas ({name})"
     if title.startswith("ray::ServeController"):
         return "Serve controller"
-    return "rest of Ray (GCS, raylets, agents, idle workers)"
+    return REST
 
 
 def cpu_by_role(plain_pid: int) -> dict[str, float]:
@@ -188,7 +189,18 @@ def report(args, files, runs, cpu, load_avg, profiles) -> None:
     roles = sorted({role for label in labels for role in cpu[label]})
     total = args.requests * args.rounds
     cpu_rows = [[role, *(f"{cpu[label].get(role, 0.0) / total * 1000:.2f}" for label in labels)] for role in roles]
-    cpu_rows.append(["all processes", *(f"{sum(cpu[label].values()) / total * 1000:.2f}" for label in labels)])
+    per_request = {label: {role: ms / total * 1000 for role, ms in cpu[label].items()} for label in labels}
+    all_ms = {label: sum(per_request[label].values()) for label in labels}
+    cpu_rows.append(["all processes", *(f"{all_ms[label]:.2f}" for label in labels)])
+    cores = psutil.cpu_count()
+    cpu_rows.append([f"ceiling on {cores} cores (req/s)", *(f"{cores * 1000 / all_ms[label]:.0f}" for label in labels)])
+    b = per_request[labels[1]]
+    ray_parts = {
+        "proxy": b.get("Ray proxy", 0.0),
+        "replica beyond the plain server's own work": b.get("replicas (one)", 0.0)
+        - per_request[labels[0]]["plain server"],
+        "rest of Ray": b.get(REST, 0.0) + b.get("Serve controller", 0.0),
+    }
     overhead_ms = (1000 / summary[labels[1]] - 1000 / summary[labels[0]]) * CONCURRENCY
     body = (
         f"`python -m bench.ray_load --requests {args.requests} --rounds {args.rounds}"
@@ -207,7 +219,15 @@ def report(args, files, runs, cpu, load_avg, profiles) -> None:
         f"{CONCURRENCY}): {overhead_ms:.1f} ms.\n\n"
         "CPU milliseconds per request in each process (user + system, from /proc via psutil, summed over the "
         "process's threads and over every process of that role; each column covers that configuration's "
-        "rounds only, so idle processes show their background cost):\n\n" + table(["process", *labels], cpu_rows)
+        "rounds only, so idle processes show their background cost):\n\n"
+        + table(["process", *labels], cpu_rows)
+        + f"\n\nWhere Ray's time goes: with 1 replica a request costs {all_ms[labels[1]]:.1f} CPU ms in all against "
+        f"{all_ms[labels[0]]:.1f} for the plain service; the extra is "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in ray_parts.items())
+        + f". Every configuration is CPU-bound on the same {cores} cores, so its throughput is capped by cores "
+        "divided by CPU per request (the ceiling row; other jobs on the machine take their share too), and a "
+        "second replica on the same cores adds no capacity: (c) gains only what a second batcher overlaps. "
+        "On a cluster each replica brings its own machine's cores (or GPU), and the proxy runs on every node."
     )
     for role, top in profiles.items():
         body += f"\n\nWhere the {role} spends its time (py-spy, 200 Hz, 8 s of (c) load; samples by the source "
