@@ -10,8 +10,8 @@ What the Ray app adds, and only there:
 - Serve's periodic health check runs the ``/readyz`` handler itself;
 - every response carries ``X-Serve-Replica`` (the replica's id), the one visible change to the HTTP
   contract, so clients and tests can tell replicas apart; ``X-Request-ID`` is written once, by Serve's proxy;
-- in Serve's proxy, a request whose replica died mid-way is answered 503 with ``Retry-After`` (retryable)
-  instead of a bare 500.
+- in Serve's proxy, a request whose replica died mid-way, or that timed out there, is answered with the
+  service's 503 problem and ``Retry-After`` (retryable) instead of a bare 500 or a plain-text 408.
 
 Replicas ask for one GPU when the cluster has GPUs and ``accelerator`` is ``auto`` (or ``gpu``), else
 only CPU (``replica_cpus``, fractional so two replicas fit on a small machine). ``python -m service``
@@ -77,13 +77,16 @@ class ServeResponseHeaders:
         await self.app(scope, receive, send_with_replica)
 
 
-class ReplicaLostAs503:
-    """Serve proxy middleware: a request whose replica died before answering gets a 503 problem document with
-    ``Retry-After`` (the service's answer for "try again"), where the proxy alone would end in a bare 500.
+class ProxyFailuresAs503:
+    """Serve proxy middleware: the two ways Serve's proxy itself fails a request become the service's 503
+    problem document with ``Retry-After`` (its answer for "try again"), as the plain service would answer:
+
+    - the replica died before answering (the proxy alone ends in a bare 500): ``replica-unavailable``;
+    - no answer within ``http_options.request_timeout_s`` (the proxy's plain-text 408; the app never sends
+      408): ``timeout``, as the plain service answers its own request timeout.
 
     Installed in the proxy by ``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=service.ray_app:proxy_middlewares``
-    in each node's environment (the proxy is Ray's, not the application's). A response already started is
-    left alone: its status line is sent.
+    in each node's environment (the proxy is Ray's, not the application's). Any other response passes as is.
     """
 
     def __init__(self, app: ASGIApp, retry_after_s: int = 1):
@@ -94,12 +97,15 @@ class ReplicaLostAs503:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        started = timed_out = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+            nonlocal started, timed_out
+            if message["type"] == "http.response.start" and message["status"] == 408:
+                timed_out = True
+            elif not timed_out:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
@@ -109,13 +115,15 @@ class ReplicaLostAs503:
             log.warning("request lost its replica", exc_info=True)
         if started:
             return
+        if timed_out:
+            await self._problem(scope, receive, send, "timeout", "no answer within the request timeout; retry")
+        else:
+            detail = "the replica serving this request stopped before it answered; retry"
+            await self._problem(scope, receive, send, "replica-unavailable", detail)
+
+    async def _problem(self, scope: Scope, receive: Receive, send: Send, kind: str, detail: str) -> None:
         request_id = next((v.decode() for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        body = {
-            "type": TYPE_PREFIX + "replica-unavailable",
-            "title": "Service Unavailable",
-            "status": 503,
-            "detail": "the replica serving this request stopped before it answered; retry",
-        }
+        body = {"type": TYPE_PREFIX + kind, "title": "Service Unavailable", "status": 503, "detail": detail}
         headers = {"Retry-After": str(self.retry_after_s)}
         if request_id:
             body["request_id"] = request_id
@@ -125,7 +133,7 @@ class ReplicaLostAs503:
 
 def proxy_middlewares() -> list[Middleware]:
     """The middlewares Serve's HTTP proxy adds (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`` names this)."""
-    return [Middleware(ReplicaLostAs503)]
+    return [Middleware(ProxyFailuresAs503)]
 
 
 class ModelsFailedToLoad(RuntimeError):

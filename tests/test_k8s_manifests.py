@@ -117,6 +117,7 @@ def test_the_rayservice_has_what_kuberay_requires_and_the_same_serve_config():
         env = {item["name"]: item["value"] for item in container["env"]}
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert env["STLSNN_MODEL_REPOSITORY"] in mounts
+        assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] == "service.ray_app:proxy_middlewares"
         assert group["template"]["spec"]["securityContext"]["runAsUser"] == SERVE_IMAGE_USER
     assert workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 

@@ -28,8 +28,8 @@ from service.problems import Problem
 from service.ray_app import (
     REPLICA_HEADER,
     ModelsFailedToLoad,
+    ProxyFailuresAs503,
     RayAppArgs,
-    ReplicaLostAs503,
     StlsnnIngress,
     gate_startup_on_models,
     replica_actor_options,
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix not in {".py", ".md"})
 REQUEST_TIMEOUT_S = 30  # STLSNN_REQUEST_TIMEOUT_S and http_options.request_timeout_s in serve.yaml
-RETRYABLE = {503}  # with Retry-After, from the proxy middleware service.ray_app.ReplicaLostAs503
+RETRYABLE = {503}  # with Retry-After, from the proxy middleware service.ray_app.ProxyFailuresAs503
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_a_killed_replica_is_replaced_and_no_request_hangs(ray_app):
     print(f"replica killed: {len(outcomes)} requests, {len(failed)} failed: {failed}")
     assert victim not in after and len(after) == 2 and len(after & before) == 1
     assert not any(thread.is_alive() for thread in threads)
-    assert max(seconds for _, seconds in outcomes) < REQUEST_TIMEOUT_S
+    assert max(seconds for _, seconds in outcomes) < REQUEST_TIMEOUT_S + 2  # the proxy ends a request at its timeout
     assert all(outcome in RETRYABLE for outcome in failed), failed
     assert len(outcomes) - len(failed) > 0
     assert replicas_answering(url, after) == after
@@ -241,7 +241,7 @@ def test_a_request_that_lost_its_replica_gets_a_retryable_problem():
     async def replica_died(scope, receive, send):
         raise RuntimeError("ActorDiedError")
 
-    start, body = asgi_get(ReplicaLostAs503(replica_died), [(b"x-request-id", b"id-1")])
+    start, body = asgi_get(ProxyFailuresAs503(replica_died), [(b"x-request-id", b"id-1")])
     headers = dict(start["headers"])
     assert start["status"] == 503
     assert headers[b"content-type"] == b"application/problem+json"
@@ -254,6 +254,16 @@ def test_a_request_that_lost_its_replica_gets_a_retryable_problem():
     )
 
 
+def test_a_request_the_proxy_timed_out_gets_the_services_timeout_problem():
+    async def proxy_timeout(scope, receive, send):
+        await send({"type": "http.response.start", "status": 408, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"Request timed out after 30s."})
+
+    start, body = asgi_get(ProxyFailuresAs503(proxy_timeout), [])
+    assert start["status"] == 503 and dict(start["headers"])[b"retry-after"] == b"1"
+    assert json.loads(body["body"])["type"] == "urn:stlsnn:problem:timeout"
+
+
 def test_answers_and_started_responses_pass_the_proxy_middleware_untouched():
     async def answered(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -263,9 +273,9 @@ def test_answers_and_started_responses_pass_the_proxy_middleware_untouched():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         raise RuntimeError("ActorDiedError")
 
-    assert [m.get("status", m.get("body")) for m in asgi_get(ReplicaLostAs503(answered), [])] == [200, b"ok"]
+    assert [m.get("status", m.get("body")) for m in asgi_get(ProxyFailuresAs503(answered), [])] == [200, b"ok"]
     with pytest.raises(RuntimeError):
-        asgi_get(ReplicaLostAs503(died_mid_body), [])
+        asgi_get(ProxyFailuresAs503(died_mid_body), [])
 
 
 @pytest.mark.parametrize(
