@@ -14,6 +14,7 @@ import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -78,15 +79,16 @@ def classify(url: str, path: Path, client: httpx.Client | None = None) -> httpx.
     return post(f"{url}/v1/classify", files={"file": (path.name, path.read_bytes())}, timeout=REQUEST_TIMEOUT_S + 5)
 
 
-def replicas_answering(url: str, expected: set[str], limit: int = 200) -> set[str]:
-    """The ``X-Serve-Replica`` values of up to ``limit`` requests, stopping once all of ``expected`` answered
-    (the proxy picks one of two replicas at random per request, and learns of a new one within seconds)."""
+def replicas_answering(url: str, expected: set[str], timeout_s: float = 60) -> set[str]:
+    """The ``X-Serve-Replica`` values of rounds of 8 concurrent requests, until all of ``expected`` answered or
+    ``timeout_s`` passed (the proxy learns of a replacement replica within seconds, and sends a request to the
+    less busy of two replicas, so only overlapping requests are sure to reach both)."""
     seen: set[str] = set()
-    with httpx.Client() as client:
-        for i in range(limit):
-            seen.add(classify(url, EXAMPLES[i % len(EXAMPLES)], client).headers[REPLICA_HEADER])
-            if seen >= expected:
-                break
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client() as client, ThreadPoolExecutor(8) as pool:
+        while not seen >= expected and time.monotonic() < deadline:
+            answers = pool.map(lambda i: classify(url, EXAMPLES[i % len(EXAMPLES)], client), range(8))
+            seen |= {answer.headers[REPLICA_HEADER] for answer in answers}
     return seen
 
 
