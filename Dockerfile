@@ -101,3 +101,22 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('STLSNN_PORT', '8000'), timeout=4)"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "-m", "service"]
+
+
+# Ray Serve nodes (deploy/k8s/rayservice.yaml): the serve image plus Ray, on the same runtime. Only
+# requirements/ray.txt's own pin is installed: its -r line would swap the GPU runtime's onnxruntime-gpu for
+# the CPU build, and the runtime already holds those pins. KubeRay starts `ray start` in the container
+# itself; the plain `serve` target above never holds Ray. Build with --target ray.
+FROM serve AS ray
+USER 0:0
+COPY requirements/ray.txt requirements/
+RUN grep -v '^-r ' requirements/ray.txt > /tmp/ray-only.txt \
+    && pip install --no-cache-dir -r /tmp/ray-only.txt \
+    && rm /tmp/ray-only.txt
+USER 10001:10001
+ENTRYPOINT []
+CMD ["ray", "--help"]
+
+
+# The last stage is what a plain `docker build .` builds: the serve image, not Ray's.
+FROM serve AS default

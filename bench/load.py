@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,8 +114,8 @@ class Server:
         self.process.wait(60)
 
 
-def classify_request(port: int, name: str, data: bytes) -> bytes:
-    """A complete ``POST /v1/classify`` (HTTP/1.1, keep-alive, multipart), built once per recording."""
+def classify_request(port: int, name: str, data: bytes, prefix: str = "") -> bytes:
+    """A complete ``POST {prefix}/v1/classify`` (HTTP/1.1, keep-alive, multipart), built once per recording."""
     boundary = "stlsnnbench"
     body = (
         (
@@ -125,7 +126,7 @@ def classify_request(port: int, name: str, data: bytes) -> bytes:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     head = (
-        f"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
+        f"POST {prefix}/v1/classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
     )
     return head.encode() + body
@@ -163,13 +164,15 @@ class EnergyTally:
 async def run_load(
     url: str, payloads: list[tuple[str, bytes]], concurrency: int, total: int, energy: EnergyTally | None = None
 ) -> tuple[float, list]:
-    """``total`` classify requests from ``concurrency`` keep-alive connections; (requests/s, latencies in s).
+    """``total`` classify requests from ``concurrency`` keep-alive connections to ``url`` (may end in a route
+    prefix); (requests/s, latencies in s).
 
     A minimal HTTP/1.1 client on asyncio streams (requests prebuilt, like wrk) so the load generator
     takes as little of the shared CPU as it can.
     """
-    port = int(url.rsplit(":", 1)[1])
-    requests = [classify_request(port, name, data) for name, data in payloads]
+    parsed = urllib.parse.urlsplit(url)
+    port, prefix = parsed.port, parsed.path.rstrip("/")
+    requests = [classify_request(port, name, data, prefix) for name, data in payloads]
     latencies: list[float] = []
     issued = 0
 
