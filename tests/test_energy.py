@@ -84,6 +84,14 @@ def test_measured_gpu_energy_is_reported_as_given_and_its_absence_explained(mani
     assert measured["measured_gpu_j"] == 0.25 and "NVML" in measured["measured_gpu"]
     absent = estimate(manifest, SOPS, profile("ac"), gpu_note="no GPU")
     assert absent["measured_gpu_j"] is None and absent["measured_gpu"] == "no GPU"
+    assert estimate(manifest, SOPS, profile("ac"))["measured_gpu"] == ""  # no reason given, none invented
+
+
+def test_a_network_spending_under_one_picojoule_still_gets_its_ratio(manifest):
+    tiny = EnergyProfile("tiny", 0.01, 10.0, "ac", "hand-made", ())
+    energy = estimate(manifest, SOPS, tiny)
+    assert energy["snn_pj"] == pytest.approx(0.12)
+    assert energy["ratio"] == pytest.approx(1400 / 0.12)
 
 
 def test_sop_counts_must_match_the_layers(manifest):
@@ -95,6 +103,9 @@ def test_profiles_are_read_from_json_and_a_bad_input_rule_is_refused(tmp_path):
     entry = {"name": "x", "e_ac_pj": 1.0, "e_mac_pj": 3.0, "nonbinary_input": "ac", "source": "s", "assumptions": ["a"]}
     (tmp_path / "x.json").write_text(json.dumps(entry))
     assert load_profiles(tmp_path) == {"x": EnergyProfile("x", 1.0, 3.0, "ac", "s", ("a",))}
+    del entry["assumptions"]
+    (tmp_path / "x.json").write_text(json.dumps(entry))
+    assert load_profiles(tmp_path)["x"].assumptions == ()  # a profile may state none
     (tmp_path / "y.json").write_text(json.dumps(entry | {"name": "y", "nonbinary_input": "dense"}))
     with pytest.raises(ValueError, match=r"y\.json"):
         load_profiles(tmp_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 
 import pytest
 
@@ -46,9 +47,11 @@ class ReadingApp:
     def __init__(self):
         self.calls = 0
         self.body = b""
+        self.path = None
 
     async def __call__(self, scope, receive, send) -> None:
         self.calls += 1
+        self.path = scope["path"]
         while True:
             message = await receive()
             self.body += message.get("body", b"")
@@ -74,6 +77,7 @@ def test_a_declared_length_over_the_limit_is_answered_before_reading_or_running_
     assert headers["connection"] == "close" and headers["content-type"].startswith("application/problem+json")
     problem = json.loads(body["body"])
     assert problem["type"] == "urn:stlsnn:problem:upload-too-large" and problem["status"] == 413
+    assert problem["title"] == HTTPStatus(413).phrase
     assert "2500-byte limit" in problem["detail"]
 
 
@@ -81,7 +85,7 @@ def test_a_body_of_exactly_the_limit_reaches_the_app_whole():
     body = b"a" * CHUNK + b"b" * CHUNK + b"c" * (LIMIT - 2 * CHUNK)
     client = Client([body[:CHUNK], body[CHUNK : 2 * CHUNK], body[2 * CHUNK :]], content_length=LIMIT)
     app = serve(client)
-    assert app.calls == 1 and app.body == body and client.sent[0]["status"] == 200
+    assert app.calls == 1 and app.body == body and app.path == "/v1/classify" and client.sent[0]["status"] == 200
 
 
 def test_an_undeclared_body_is_cut_off_by_the_chunk_that_crosses_the_limit():
@@ -89,6 +93,7 @@ def test_an_undeclared_body_is_cut_off_by_the_chunk_that_crosses_the_limit():
     with pytest.raises(Problem) as raised:
         serve(client)
     assert raised.value.status_code == 413 and raised.value.kind == "upload-too-large"
+    assert raised.value.detail == "request body over the 2500-byte limit"
     assert client.receives == 3  # 1000, 2000, 3000 > 2500: nothing after the third chunk is read
     assert client.sent == []
 
@@ -114,8 +119,14 @@ def test_an_unreadable_content_length_is_counted_like_a_chunked_body():
 def test_non_http_traffic_passes_untouched():
     seen = []
 
-    async def app(scope, receive, send):
-        seen.append(scope["type"])
+    async def receive():
+        return {"type": "lifespan.startup"}
 
-    asyncio.run(UploadLimitMiddleware(app, max_bytes=1)({"type": "lifespan"}, None, None))
-    assert seen == ["lifespan"]
+    async def send(message):
+        return None
+
+    async def app(scope, app_receive, app_send):
+        seen.append((scope["type"], app_receive, app_send))
+
+    asyncio.run(UploadLimitMiddleware(app, max_bytes=1)({"type": "lifespan"}, receive, send))
+    assert seen == [("lifespan", receive, send)]
