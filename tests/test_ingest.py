@@ -10,6 +10,7 @@ in one time step, so which size was chosen shows in where the events land:
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -129,3 +130,36 @@ def test_a_stream_is_read_from_its_start_whatever_its_position(manifest):
     stream = npz(FITS)
     stream.seek(0, io.SEEK_END)
     assert prepare(stream, None, None, None, manifest, LIMITS).input["events"] == 3
+
+
+def test_the_inflation_cap_reaches_the_decoder(manifest):
+    capped = IngestLimits(max_events=1000, max_duration_us=10_000, max_decompressed_bytes=16)
+    with pytest.raises(events.LimitExceededError):  # t alone inflates to 4 x 8 bytes
+        prepare(npz(WIDE), "a.npz", None, None, manifest, capped)
+
+
+def test_a_model_that_splits_by_time_gets_frames_split_by_time(manifest):
+    data = manifest.to_dict()
+    timed = Manifest.from_dict(data | {"time_steps": 2, "input": data["input"] | {"split_by": "time"}})
+    buffer = io.BytesIO()
+    t = np.array([0, 1, 2, 100], dtype=np.int64)  # by time: 3 events in [0, 50), 1 in [50, 100]
+    zeros = np.zeros(4, dtype=np.uint16)
+    np.savez(buffer, t=t, x=zeros, y=zeros, p=np.ones(4, dtype=np.uint8))
+    frames = prepare(buffer, "t.npz", None, None, timed, LIMITS).frames
+    assert frames[:, 1, 0, 0].tolist() == [3, 1]  # by number it would be [2, 2]
+
+
+def test_an_overlong_recording_is_refused_with_both_durations_in_seconds(manifest):
+    limits = IngestLimits(max_events=1000, max_duration_us=2500, max_decompressed_bytes=1 << 20)
+    with pytest.raises(events.LimitExceededError) as raised:
+        prepare(npz(WIDE), "a.npz", None, None, manifest, limits)
+    message = str(raised.value)
+    assert "npz" in message and "recording lasts 0.003 s, over the 0.0025 s limit" in message
+
+
+def test_decode_and_frame_times_are_parts_of_the_call(manifest):
+    started = time.perf_counter()
+    prepared = prepare(npz(FITS), "a.npz", None, None, manifest, LIMITS)
+    elapsed = time.perf_counter() - started
+    assert 0 <= prepared.decode_s <= elapsed and 0 <= prepared.frame_s <= elapsed
+    assert prepared.decode_s + prepared.frame_s <= elapsed
