@@ -1,9 +1,12 @@
 """Mutation testing (mutmut 3) of the modules where a silent regression hurts most, one at a time.
 
 Each module is mutated against only the test files that specify it, so a run stays tractable on
-a small machine: ``.mutation/<name>/`` holds a copy of the code, a ``pyproject.toml`` whose
-``[tool.mutmut]`` names that one module and those tests, and mutmut's own state (a rerun only
-retests what changed). Not part of ``make test``: ``make mutation`` runs it (see TESTING.md).
+a small machine: ``.mutation/<name>/`` holds a copy of the code and a ``pyproject.toml`` whose
+``[tool.mutmut]`` names that one module and those tests. Every run starts from scratch: mutmut
+keeps a survivor's cached verdict even after new tests are added, which would understate the
+score. Only in-process tests count (mutmut switches mutants inside the test process; a server
+started as a subprocess runs the unmutated code). Not part of ``make test``: ``make mutation``
+runs it (see TESTING.md).
 
 Usage: ``python tools/mutation.py [name ...]`` (default: every target, smallest first);
 ``--report`` prints the scores of what has run without running anything.
@@ -40,7 +43,7 @@ TARGETS = (
     Target("ingest", "service/ingest.py", ("tests/test_ingest.py",)),
     Target("batcher", "service/batcher.py", ("tests/test_service_batcher.py",)),
     Target("parity", "export/parity.py", ("tests/test_export_parity.py",)),
-    Target("classify", "service/routes/classify.py", ("tests/test_service_problems.py", "tests/test_service_api.py")),
+    Target("classify", "service/routes/classify.py", ("tests/test_service_settings.py",)),
     Target("framing", "events/framing.py", ("tests/test_framing.py",)),
 )
 
@@ -60,12 +63,12 @@ def _config(target: Target) -> str:
 
 
 def prepare(target: Target) -> Path:
-    """Refresh ``.mutation/<name>`` from the working tree (mutmut's own state is kept)."""
+    """A fresh ``.mutation/<name>`` from the working tree."""
     folder = WORK / target.name
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     for name in COPIED:
-        shutil.rmtree(folder / name, ignore_errors=True)
         shutil.copytree(ROOT / name, folder / name, ignore=ignore)
     (folder / "pyproject.toml").write_text(_config(target))
     return folder
