@@ -18,7 +18,7 @@ from service_harness import AEDAT4_SAMPLE
 
 import events
 from export.manifest import Manifest
-from service.ingest import IngestLimits, prepare
+from service.ingest import IngestLimits, prepare, warm_up_framing
 
 LIMITS = IngestLimits(max_events=1000, max_duration_us=10_000, max_decompressed_bytes=1 << 20)
 # (x, y, p) of each event; times 0, 1000, 2000, ...
@@ -163,3 +163,28 @@ def test_decode_and_frame_times_are_parts_of_the_call(manifest):
     elapsed = time.perf_counter() - started
     assert 0 <= prepared.decode_s <= elapsed and 0 <= prepared.frame_s <= elapsed
     assert prepared.decode_s + prepared.frame_s <= elapsed
+
+
+@pytest.mark.parametrize(
+    ("sensor", "frame", "time_steps", "split_by"),
+    [((1, 1), (1, 1), 1, "number"), ((346, 260), (32, 32), 8, "time"), ((1280, 720), (64, 36), 16, "number")],
+)
+def test_the_start_up_warm_up_frames_within_any_model_geometry(sensor, frame, time_steps, split_by):
+    """The server warms framing up for every model at start: it must never fail a valid manifest."""
+    model = Manifest.from_dict(
+        {
+            "name": "w",
+            "version": 1,
+            "classes": ["a"],
+            "time_steps": time_steps,
+            "input": {
+                "width": frame[0],
+                "height": frame[1],
+                "sensor_width": sensor[0],
+                "sensor_height": sensor[1],
+                "split_by": split_by,
+            },
+            "layers": {"lif": [], "synaptic": []},
+        }
+    )
+    assert warm_up_framing(model) is None
