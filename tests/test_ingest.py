@@ -155,6 +155,12 @@ def test_an_overlong_recording_is_refused_with_both_durations_in_seconds(manifes
         prepare(npz(WIDE), "a.npz", None, None, manifest, limits)
     message = str(raised.value)
     assert "npz" in message and "recording lasts 0.003 s, over the 0.0025 s limit" in message
+    default = IngestLimits(max_events=1000, max_duration_us=600_000_000, max_decompressed_bytes=1 << 20)
+    buffer, zeros = io.BytesIO(), np.zeros(2, dtype=np.uint16)
+    np.savez(buffer, t=np.array([0, 601_000_000]), x=zeros, y=zeros, p=zeros.astype(np.uint8))
+    with pytest.raises(events.LimitExceededError) as raised:
+        prepare(buffer, "long.npz", None, None, manifest, default)
+    assert "recording lasts 601.000 s, over the 600 s limit" in str(raised.value)
 
 
 def test_decode_and_frame_times_are_parts_of_the_call(manifest):
