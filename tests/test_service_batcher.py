@@ -154,7 +154,10 @@ def test_every_request_announcing_samples_adds_to_the_wait_and_one_pass_takes_th
     batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60, on_depth=depths.append)
     batcher.expect(2)  # one request with two files
     batcher.expect(1)  # another with one
-    futures = [batcher.submit(sample(i)) for i in range(3)]
+    futures = []
+    for i in range(3):
+        futures.append(batcher.submit(sample(i)))
+        threading.Event().wait(0.05)  # room for the worker to (wrongly) start a batch early
     assert [f.result(10).batch_size for f in futures] == [3, 3, 3]  # no 60 s wait: all announced samples came
     batcher.close(10)
     assert model.batches == [3] and depths == [1, 2, 3, 0]
@@ -203,13 +206,14 @@ def test_a_failed_energy_reading_leaves_the_batch_unmeasured():
 def test_overload_and_shutdown_messages_name_the_model():
     gate = threading.Event()
     batcher = DynamicBatcher("gesture", Recorder(gate), max_batch_size=1, max_delay_s=0, max_queue=1)
-    batcher.submit(sample(0))
+    first = batcher.submit(sample(0))
     while batcher.depth:
         threading.Event().wait(0.01)
     batcher.submit(sample(1))
     with pytest.raises(Overloaded, match=r"'gesture' has 1 samples queued \(limit 1\)"):
         batcher.submit(sample(2))
     batcher.close(0.05)  # gives up waiting for the blocked model after its timeout
+    assert not first.done()
     with pytest.raises(Overloaded, match="'gesture' is shutting down"):
         batcher.submit(sample(3))
     gate.set()
