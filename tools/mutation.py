@@ -66,7 +66,7 @@ def prepare(target: Target) -> Path:
     """A fresh ``.mutation/<name>`` from the working tree."""
     folder = WORK / target.name
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     for name in COPIED:
         shutil.copytree(ROOT / name, folder / name, ignore=ignore)
