@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+comma := ,
 REPO ?= $(or $(STLSNN_MODEL_REPOSITORY),model_repository)
 
-.PHONY: serve test lint export bench
+.PHONY: serve test lint export bench mutation
 
 $(VENV)/.export: requirements/serve.txt requirements/export.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +35,8 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# Mutation testing (mutmut), one module at a time against its own tests; slow, so not in `make test`
+# (TESTING.md). MODULES=upload_limit,energy limits it to some of tools/mutation.py's targets.
+mutation: $(VENV)/.dev
+	$(PY) tools/mutation.py $(subst $(comma), ,$(MODULES))

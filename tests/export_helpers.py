@@ -57,13 +57,11 @@ def random_frames(batch: int, model: SpikingNet, seed: int = 0, rate: float = 0.
     return torch.poisson(torch.full(shape, rate), generator=torch.Generator().manual_seed(seed))
 
 
-def synthetic_frames(count: int, model: SpikingNet) -> torch.Tensor | None:
-    """Framed recordings of the synthetic test split, or None while that dataset is not available."""
+def synthetic_frames(count: int, model: SpikingNet) -> torch.Tensor:
+    """Framed recordings of the synthetic test split."""
     from models.datasets import DATASETS
 
-    opener = DATASETS.get("synthetic")
-    if opener is None:
-        return None
     c = model.config
-    dataset = opener(None, "test", FramingSpec(c.time_steps, c.width, c.height), size=count, cache_dir=None)
+    spec = FramingSpec(c.time_steps, c.width, c.height)
+    dataset = DATASETS["synthetic"](None, "test", spec, size=count, cache_dir=None)
     return torch.stack([dataset.frames(i).float() for i in range(count)])

@@ -116,10 +116,7 @@ def test_onnx_and_torchscript_equal_the_pytorch_reference_on_random_frames(expor
 
 @pytest.fixture(scope="module")
 def recordings(exported):
-    frames = synthetic_frames(33, exported[2])
-    if frames is None:
-        pytest.skip("synthetic dataset not available yet")
-    return frames
+    return synthetic_frames(33, exported[2])
 
 
 @pytest.mark.parametrize("batch", [1, 2, 7, 33])

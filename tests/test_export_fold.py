@@ -76,8 +76,6 @@ def test_folded_spike_trains_equal_the_training_model_on_many_inputs(seed):
 def test_real_recordings_fire_the_same_in_the_folded_module():
     model = lively_model(3)
     frames = synthetic_frames(6, model)
-    if frames is None:
-        pytest.skip("synthetic dataset not available yet")
     reference = spike_trains(model, frames)
     with torch.no_grad():
         run = freeze(model).run(frames)

@@ -108,10 +108,10 @@ def test_parity_inputs_come_from_the_cards_dataset_when_it_opens(setup):
     model = setup[0]
     card = ModelCard(arch=model.config, classes=list("abcdefghij"), sensor_size=(128, 128), dataset="synthetic")
     inputs = parity_inputs(card, 3)
+    assert inputs.kind == "dataset", inputs.description
     assert inputs.frames.shape == (3, 4, 2, 32, 32)
-    if inputs.kind == "dataset":
-        assert inputs.description.startswith("synthetic test split") and inputs.frames.sum() > 0
-        assert torch.equal(inputs.frames, inputs.frames.round())  # event counts
+    assert inputs.description.startswith("synthetic test split") and inputs.frames.sum() > 0
+    assert torch.equal(inputs.frames, inputs.frames.round())  # event counts
 
 
 def test_parity_inputs_fall_back_to_random_frames_and_say_why(setup):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -574,3 +575,39 @@ def test_memory_is_the_output_plus_a_bounded_buffer(fmt, tmp_path):
     file_mb = path.stat().st_size / 1e6
     # 13 bytes per event of output; the input (here 10-40 MB) is never held, only 2 MB chunks.
     assert peak_kib * 1024 < 13 * n + 24e6, (fmt, file_mb, peak_kib / 1024)
+
+
+# EVT 2.1 as Prophesee documents it (docs.prophesee.ai, "EVT 2.1 Format"): 64-bit words, type in
+# bits 63-60; EVT_NEG 0x0 / EVT_POS 0x1 carry time low (59-54), x of the vector's first pixel
+# (53-43), y (42-32) and a 32-bit valid mask (bit i: pixel x + i); EVT_TIME_HIGH 0x8 carries
+# time bits 33-6 in 59-32; EXT_TRIGGER 0xA, OTHERS 0xE and CONTINUED 0xF are not CD events.
+# The words are written out by hand here, not by our writer.
+EVT21_WORDS = [
+    0x1000_0000_0000_0001,  # EVT_POS before any time high: no time yet, dropped (as OpenEB)
+    0x8000_0030_0000_0000,  # TIME_HIGH 0x30: time 0x30 << 6 = 3072
+    0x1142_000A_0000_0005,  # EVT_POS, low 5, x 64, y 10, mask 0b101: (64, 10) and (66, 10) at 3077
+    0xA0C0_0001_0000_0000,  # EXT_TRIGGER: skipped
+    0x0FE7_02CF_8000_0000,  # EVT_NEG, low 63, x 1248, y 719, mask bit 31: (1279, 719) at 3135
+    0xE000_0000_0000_0000,  # OTHERS: skipped
+    0xF000_0000_0000_1234,  # CONTINUED: skipped
+    0x8000_0031_0000_0000,  # TIME_HIGH 0x31: 3136
+    0x1000_0000_8000_0001,  # EVT_POS, low 0, x 0, y 0, mask bits 0 and 31: (0, 0) then (31, 0)
+]
+EVT21_EVENTS = [(3077, 64, 10, 1), (3077, 66, 10, 1), (3135, 1279, 719, 0), (3136, 0, 0, 1), (3136, 31, 0, 1)]
+
+
+def test_evt21_reads_a_word_stream_assembled_from_the_published_description():
+    header = b"% camera_integrator_name Prophesee\n% format EVT21;height=720;width=1280\n% end\n"
+    data = header + b"".join(struct.pack("<Q", word) for word in EVT21_WORDS)
+    rec = events.load(data)
+    assert rec.format == "evt21" and rec.sensor_size == (1280, 720)
+    assert txyp(rec.events) == EVT21_EVENTS
+
+
+def test_evt21_legacy_order_is_the_imx636_transmission_of_the_same_words():
+    # IMX636 sends a word's high 32 bits first, each half little-endian (the docs' example:
+    # 0x0102030405060708 arrives as bytes 04 03 02 01 08 07 06 05)
+    assert struct.pack("<II", 0x0102_0304, 0x0506_0708) == bytes([4, 3, 2, 1, 8, 7, 6, 5])
+    header = b"% format EVT21;endianness=legacy;height=720;width=1280\n% end\n"
+    data = header + b"".join(struct.pack("<II", word >> 32, word & 0xFFFF_FFFF) for word in EVT21_WORDS)
+    assert txyp(events.load(data).events) == EVT21_EVENTS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -356,6 +357,49 @@ def test_limits_are_413_without_reading_the_whole_body(client, recordings, tmp_p
         for handle in handles:
             handle.close()
     assert_problem(many, 413, "too-many-files")
+
+
+def raw_request(server, head: bytes, body_parts: list[bytes]) -> bytes:
+    """Send ``head`` then ``body_parts`` and read the reply without ever finishing the body.
+
+    A server that read the whole body before answering would wait for the rest and the read
+    would time out (30 s) instead of returning the 413.
+    """
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)
+        for part in body_parts:
+            sock.sendall(part)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    return reply
+
+
+def test_a_declared_length_over_the_limit_is_answered_with_no_body_sent(server):
+    head = (
+        b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+        b"Content-Length: %d\r\n\r\n" % (MAX_UPLOAD + 1)
+    )
+    reply = raw_request(server, head, [])
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    assert b"connection: close" in reply.lower()
+
+
+def test_a_chunked_upload_is_answered_once_it_crosses_the_limit_though_it_never_ends(server):
+    head = (
+        b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    part = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.aedat4"\r\n\r\n'
+    chunk = b"\0" * 65536
+    parts = [b"%x\r\n%s\r\n" % (len(part), part)] + [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * (
+        MAX_UPLOAD // len(chunk) + 2
+    )
+    reply = raw_request(server, head, parts)  # no terminating 0-length chunk
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
 
 
 def test_server_still_healthy_after_bad_input(client, recordings):

@@ -174,3 +174,73 @@ def test_a_group_is_refused_whole_when_the_queue_is_already_full():
     assert [float(f.result(10).scores[0]) for f in (running, *queued)] == [0, 1, 2]
     batcher.close(10)
     assert model.batches == [1, 1, 1]
+
+
+def test_every_request_announcing_samples_adds_to_the_wait_and_one_pass_takes_them_all():
+    model, depths = Recorder(), []
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60, on_depth=depths.append)
+    batcher.expect(2)  # one request with two files
+    batcher.expect(1)  # another with one
+    futures = []
+    for i in range(3):
+        futures.append(batcher.submit(sample(i)))
+        threading.Event().wait(0.05)  # room for the worker to (wrongly) start a batch early
+    assert [f.result(10).batch_size for f in futures] == [3, 3, 3]  # no 60 s wait: all announced samples came
+    batcher.close(10)
+    assert model.batches == [3] and depths == [1, 2, 3, 0]
+
+
+def test_a_waiting_batch_runs_as_soon_as_the_missing_sample_is_withdrawn():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60)
+    batcher.expect(2)
+    arrived = batcher.submit(sample(5))  # its companion is still decoding
+    batcher.forget(1)  # ... and fails to decode: the batch must not wait 60 s for it
+    assert arrived.result(10).batch_size == 1
+    batcher.close(10)
+
+
+def test_a_full_batch_runs_without_waiting_out_the_delay():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=2, max_delay_s=60, adaptive=False)
+    futures = [batcher.submit(sample(i)) for i in range(2)]
+    assert [f.result(10).batch_size for f in futures] == [2, 2]
+    batcher.close(10)
+
+
+def test_results_carry_their_own_outputs_and_times_within_the_call_and_metrics_hear_of_each_batch():
+    batches, dropped = [], []
+    batcher = DynamicBatcher(
+        "m", Recorder(), max_batch_size=8, max_delay_s=60, on_batch=lambda *a: batches.append(a), on_drop=dropped.append
+    )
+    clock = time.monotonic()
+    batcher.expect(2)
+    results = [f.result(10) for f in [batcher.submit(sample(i)) for i in (4, 6)]]
+    elapsed = time.monotonic() - clock
+    batcher.close(10)
+    assert [(float(r.spikes[0]), float(r.sops[0])) for r in results] == [(4, 4), (6, 6)]
+    assert all(0 <= r.queue_s <= elapsed and 0 <= r.infer_s <= elapsed for r in results)
+    assert batches == [(2, results[0].infer_s)] and dropped == []
+
+
+def test_a_failed_energy_reading_leaves_the_batch_unmeasured():
+    for readings in ([None, 5.0], [5.0, None]):
+        batcher = DynamicBatcher("m", Recorder(), max_delay_s=0, energy_meter=iter(readings).__next__)
+        assert batcher.submit(sample(1)).result(10).gpu_joules is None
+        batcher.close(10)
+
+
+def test_overload_and_shutdown_messages_name_the_model():
+    gate = threading.Event()
+    batcher = DynamicBatcher("gesture", Recorder(gate), max_batch_size=1, max_delay_s=0, max_queue=1)
+    first = batcher.submit(sample(0))
+    while batcher.depth:
+        threading.Event().wait(0.01)
+    batcher.submit(sample(1))
+    with pytest.raises(Overloaded, match=r"'gesture' has 1 samples queued \(limit 1\)"):
+        batcher.submit(sample(2))
+    batcher.close(0.05)  # gives up waiting for the blocked model after its timeout
+    assert not first.done()
+    with pytest.raises(Overloaded, match="'gesture' is shutting down"):
+        batcher.submit(sample(3))
+    gate.set()

@@ -196,3 +196,46 @@ def test_missing_repository_without_torch_exits_with_a_clear_message(tmp_path):
     done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "python -m export" in done.stderr
+
+
+def test_sigterm_drains_every_queued_sample_and_refuses_new_connections_meanwhile(repo, tmp_path_factory):
+    # three samples wait 8 s for a batch partner: the drain is long enough to watch
+    srv = start(repo, tmp_path_factory, "drain", max_batch_size=8, max_queue_delay_ms=8000, batch_wait="fixed")
+    try:
+        flights = [in_background(post_sample, srv.url, headers={}) for _ in range(3)]
+        wait_for_metric(srv.url, "stlsnn_queue_depth", 3, model="demo")
+        srv.process.send_signal(15)
+        refused = False
+        deadline = time.monotonic() + 30
+        while not refused and time.monotonic() < deadline:
+            try:
+                httpx.get(srv.url + "/healthz", timeout=2)
+            except httpx.ConnectError:
+                refused = True
+            time.sleep(0.05)
+        assert refused, "a new connection was still accepted while draining"
+        assert all(thread.is_alive() for thread, _ in flights), "the drain was over before the refusal was seen"
+        for thread, flight in flights:
+            thread.join(30)
+            assert "error" not in flight, flight
+            assert flight["response"].status_code == 200
+        assert srv.process.wait(30) == 0
+    finally:
+        srv.stop()
+
+
+def test_the_drain_is_bounded_by_the_graceful_shutdown_setting(repo, tmp_path_factory):
+    # the sample would wait 120 s for a partner; the drain may last 1 s
+    srv = start(
+        repo, tmp_path_factory, "bounded", max_queue_delay_ms=120_000, batch_wait="fixed", graceful_shutdown_s=1
+    )
+    try:
+        thread, flight = in_background(post_sample, srv.url, headers={})
+        wait_for_metric(srv.url, "stlsnn_queue_depth", 1, model="demo")
+        srv.process.send_signal(15)
+        assert srv.process.wait(60) is not None  # long before the 120 s the sample would need
+        thread.join(30)
+        assert "response" not in flight or flight["response"].status_code != 200
+        assert "timeout graceful shutdown exceeded" in srv.log()
+    finally:
+        srv.stop()

@@ -106,9 +106,17 @@ def test_waves_go_back_and_forth(label, axis):
         assert np.any(steps > 0) and np.any(steps < 0), index
 
 
-def test_train_and_test_splits_use_disjoint_generator_seeds():
+def test_train_and_test_splits_share_no_recording(tmp_path):
     seeds = {split_seed(s, split) for s in range(50) for split in ("train", "test")}
     assert len(seeds) == 100
+    spec = FramingSpec(4, 16, 16, "number")
+    for seed in (0, 3):
+        splits = [
+            DATASETS["synthetic"](None, split, spec, size=20, seed=seed, cache_dir=tmp_path, workers=1)
+            for split in ("train", "test")
+        ]
+        train, test = ({sample.events().tobytes() for sample in split.samples} for split in splits)
+        assert len(train) == len(test) == 20 and not train & test
 
 
 def test_the_synthetic_opener_frames_balanced_labelled_splits_and_caches_them(tmp_path):
