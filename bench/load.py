@@ -62,9 +62,10 @@ def repository(given: str | None, scratch: Path) -> Path:
 
 
 class Server:
-    """One ``python -m service``; ``ready_s`` is process start to the first 200 from ``/readyz``."""
+    """One ``python -m service`` (of the checkout at ``root``); ``ready_s`` is process start to the first 200
+    from ``/readyz``."""
 
-    def __init__(self, repo: Path, log: Path, **settings):
+    def __init__(self, repo: Path, log: Path, root: Path = ROOT, **settings):
         self.url = f"http://127.0.0.1:{(port := free_port())}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("STLSNN_")}
         env |= {"STLSNN_MODEL_REPOSITORY": str(repo), "STLSNN_PORT": str(port), "STLSNN_LOG_LEVEL": "warning"}
@@ -72,7 +73,7 @@ class Server:
         started = time.perf_counter()
         with log.open("w") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=sink, stderr=sink
+                [sys.executable, "-m", "service"], cwd=root, env=env, stdout=sink, stderr=sink
             )
         for _ in range(1200):
             if self.process.poll() is not None:
