@@ -85,7 +85,7 @@ READING = (
     "C code between Python frames (socket reads and writes, httptools, the self-pipe wake-ups of "
     "`call_soon_threadsafe`); 'request handling' is FastAPI's dependency solving for the eight form fields, "
     "the API key and the context. Response validation and JSON (FastAPI serialises through pydantic-core in one "
-    "call), metrics and logging are each about 1% or less: they are not where a request's overhead goes."
+    "call), metrics and logging are each 2% or less: they are not where a request's overhead goes."
 )
 PY_SPY = Path(sys.executable).with_name("py-spy")  # the venv's, when the venv is not on PATH
 SPY = (str(PY_SPY) if PY_SPY.exists() else "py-spy", "record", "--format", "raw", "--nonblocking")

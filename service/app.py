@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.decode_pool import DecodePool
 from service.dependencies import AppContext
 from service.energy import load_profiles
 from service.gpu_energy import GpuEnergyMeter
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=Registry(settings, metrics),
         metrics=metrics,
         profiles=load_profiles(),
-        decode_pool=DecodePool(settings.decode_workers),
+        decode_pool=ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode"),
     )
     install_problem_handlers(app)
     for router in (health.router, models.router, classify.router, timeline.router, stream.router, examples.router):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fastapi import Request
 
-from service.decode_pool import DecodePool
 from service.energy import EnergyProfile
 from service.metrics import Metrics
 from service.registry import Registry
@@ -19,7 +19,7 @@ class AppContext:
     registry: Registry
     metrics: Metrics
     profiles: dict[str, EnergyProfile]
-    decode_pool: DecodePool
+    decode_pool: ThreadPoolExecutor
     open_streams: int = 0  # WebSocket streams now open (changed on the event loop only)
 
 

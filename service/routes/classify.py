@@ -175,10 +175,11 @@ async def _prepare_all(
     """Decode and frame every upload in the thread pool, in parallel."""
     s = ctx.settings
     limits = IngestLimits(s.max_events, int(s.max_duration_s * 1e6), s.max_decompressed_bytes)
+    loop = asyncio.get_running_loop()
     names = [_safe_name(upload.filename) for upload in params.uploads]
     manifest, pool = model.manifest, ctx.decode_pool
     jobs = [
-        pool.run(prepare, upload.file, name, params.format, override, manifest, limits)
+        loop.run_in_executor(pool, prepare, upload.file, name, params.format, override, manifest, limits)
         for upload, name in zip(params.uploads, names, strict=True)
     ]
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
