@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of this checkout's server")
+    parser.add_argument("--key", default="overhead", help="BENCHMARKS.md section key")
     parser.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
     args = parser.parse_args(argv)
 
@@ -44,11 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         repo = repository(args.repository, Path(scratch))
         old = export_commit(args.before, Path(scratch) / "before")
-        labels = (f"before ({args.before[:10]})", "after (this checkout)")
+        labels = (f"before ({args.before[:10]})", f"after (this checkout, {args.workers} worker(s))")
         servers: dict[str, Server] = {}
         try:
-            for label, root in zip(labels, (old, ROOT), strict=True):
-                servers[label] = Server(repo, Path(scratch) / f"{len(servers)}.log", root=root, **settings)
+            for label, root, workers in zip(labels, (old, ROOT), (1, args.workers), strict=True):
+                log = Path(scratch) / f"{len(servers)}.log"
+                servers[label] = Server(repo, log, root=root, workers=workers, **settings)
             results, ratios = measure(servers, payloads, concurrencies, args.requests, args.rounds, None)
         finally:
             for server in servers.values():
@@ -73,12 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     body = (
         f"`{command}`: both servers running (ONNX Runtime, batching on), rounds alternating; medians of "
         f"{args.rounds} rounds of {args.requests} requests; 'after / before' is the median of the per-round "
-        f"throughput ratios. Load average {load_before[0]:.1f} before the run, {os.getloadavg()[0]:.1f} after "
-        "(2 cores shared with other jobs).\n\n" + table(header, rows)
+        f"throughput ratios; server CPU counts every worker process. Load average {load_before[0]:.1f} before "
+        f"the run, {os.getloadavg()[0]:.1f} after (2 cores shared with other jobs).\n\n" + table(header, rows)
     )
     print(body)
     if args.write:
-        write_section("overhead", "Serving overhead: before and after, side by side", body)
+        title = "Serving overhead: before and after, side by side"
+        write_section(args.key, title + (f" ({args.workers} workers)" if args.workers > 1 else ""), body)
 
 
 if __name__ == "__main__":
