@@ -1,13 +1,14 @@
 """Several worker processes on one port: how many by default, flags reaching every worker, one
 ``/metrics`` for the whole server, and SIGTERM draining every worker.
 
-Each sample waits 1.5 s for a batch partner (batches of up to 8), so queued samples stay queued
+Each sample waits 4 s for batch partners (batches of up to 8), so queued samples stay queued
 long enough to be seen in the metrics and to be in flight when SIGTERM arrives.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -53,7 +54,7 @@ def server(tmp_path_factory):
         tmp_path_factory.mktemp("workers") / "server.log",
         workers=2,
         max_batch_size=8,
-        max_queue_delay_ms=1500,
+        max_queue_delay_ms=4000,
         batch_wait="fixed",
     )
     srv.wait_ready()
@@ -98,12 +99,11 @@ def test_metrics_add_up_every_worker(server):
 
 def test_sigterm_drains_every_worker(server):
     threads, responses = post_in_background(server.url, IN_FLIGHT)
-    for _ in range(200):
-        if metric(httpx.get(server.url + "/metrics").text, "stlsnn_queue_depth", model="demo") == IN_FLIGHT:
-            break
-        threading.Event().wait(0.02)
-    else:
-        pytest.fail("the queued samples never showed in /metrics")
+    deadline = time.monotonic() + 30
+    while metric(httpx.get(server.url + "/metrics").text, "stlsnn_queue_depth", model="demo") != IN_FLIGHT:
+        if time.monotonic() > deadline:
+            pytest.fail("the queued samples never showed in /metrics")
+        time.sleep(0.02)
     server.process.send_signal(15)
     for thread in threads:
         thread.join(60)
