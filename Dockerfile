@@ -95,7 +95,9 @@ USER 10001:10001
 ENV STLSNN_HOST=0.0.0.0 \
     STLSNN_PORT=8000 \
     STLSNN_MODEL_REPOSITORY=/srv/model_repository \
-    STLSNN_BACKEND=onnx
+    STLSNN_BACKEND=onnx \
+    STLSNN_WORKERS=0
+# STLSNN_WORKERS=0: one server process per core on the CPU image, one on the GPU image (STLSNN_DEVICE=cuda)
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('STLSNN_PORT', '8000'), timeout=4)"]

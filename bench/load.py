@@ -63,17 +63,19 @@ def repository(given: str | None, scratch: Path) -> Path:
 
 
 class Server:
-    """One ``python -m service``; ``ready_s`` is process start to the first 200 from ``/readyz``."""
+    """One ``python -m service`` (of the checkout at ``root``); ``ready_s`` is process start to the first 200
+    from ``/readyz``."""
 
-    def __init__(self, repo: Path, log: Path, **settings):
+    def __init__(self, repo: Path, log: Path, root: Path = ROOT, **settings):
         self.url = f"http://127.0.0.1:{(port := free_port())}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("STLSNN_")}
         env |= {"STLSNN_MODEL_REPOSITORY": str(repo), "STLSNN_PORT": str(port), "STLSNN_LOG_LEVEL": "warning"}
+        env["STLSNN_WORKERS"] = "1"  # cpu_s reads one process; settings may ask for more
         env |= {f"STLSNN_{k.upper()}": str(v) for k, v in settings.items()}
         started = time.perf_counter()
         with log.open("w") as sink:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=sink, stderr=sink
+                [sys.executable, "-m", "service"], cwd=root, env=env, stdout=sink, stderr=sink
             )
         for _ in range(1200):
             if self.process.poll() is not None:
@@ -89,9 +91,10 @@ class Server:
         self.ready_s = time.perf_counter() - started
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the server process, all threads."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds of the server process and its worker processes, all threads."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return sum(_process_cpu_s(int(p)) for p in [pid, *children])
 
     def batches(self) -> tuple[float, float]:
         """(forward passes, samples) so far, from /metrics."""
@@ -112,6 +115,11 @@ class Server:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(60)
+
+
+def _process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def classify_request(port: int, name: str, data: bytes, prefix: str = "") -> bytes:

@@ -10,11 +10,16 @@ models/checkpoints --out REPO``) when PyTorch is importable; otherwise the serve
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -22,8 +27,10 @@ from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource
 
 from service.app import create_app
+from service.metrics import MULTIPROCESS_DIR
 from service.request_logging import configure_logging
 from service.settings import Settings
+from service.workers import settings_environment, worker_count
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CHECKPOINTS = PROJECT_ROOT / "models" / "checkpoints"
@@ -76,18 +83,42 @@ def main(argv: list[str] | None = None, prog: str = "python -m service") -> int:
     # previous handler: make that one a no-op so a drained shutdown exits 0, as Docker expects.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _after_drain)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.graceful_shutdown_s,
         # a stream's unread messages are part of its memory bound: few, and each capped (1009 beyond)
-        ws_max_size=settings.stream_max_message_bytes,
-        ws_max_queue=STREAM_MESSAGE_QUEUE,
-    )
+        "ws_max_size": settings.stream_max_message_bytes,
+        "ws_max_queue": STREAM_MESSAGE_QUEUE,
+    }
+    workers = worker_count(settings)
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    # uvicorn's supervisor forwards SIGTERM to every worker, each drains its requests and batchers
+    os.environ.update(settings_environment(settings))
+    with _metrics_directory():
+        log.info("starting workers", extra={"workers": workers})
+        uvicorn.run("service.workers:create_worker_app", factory=True, workers=workers, **options)
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """A fresh ``PROMETHEUS_MULTIPROC_DIR`` for the workers' metric files (a given one is emptied first)."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="stlsnn-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(folder)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _after_drain(signum: int, frame: object) -> None:

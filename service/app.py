@@ -48,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await loading
         await asyncio.to_thread(registry.close, settings.graceful_shutdown_s or None)
         context.decode_pool.shutdown(wait=True)
+        context.metrics.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

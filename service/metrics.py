@@ -1,8 +1,27 @@
-"""Prometheus metrics of one app instance (own registry, so tests can build several apps)."""
+"""Prometheus metrics of one app instance (own registry, so tests can build several apps).
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``python -m service`` does it when it runs several worker
+processes), every process writes its values to files there and ``render`` adds up all of them,
+so a scrape that reaches any worker sees the whole server: counters and histograms summed over
+workers (dead ones included), queue depth and open streams summed over live workers, and a
+model ready only when it is ready in every live worker.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -35,7 +54,9 @@ class Metrics:
         self.batch_size = Histogram(
             "stlsnn_batch_size", "Samples per forward pass", ["model"], buckets=BATCH_BUCKETS, registry=r
         )
-        self.queue_depth = Gauge("stlsnn_queue_depth", "Samples waiting for a batch", ["model"], registry=r)
+        self.queue_depth = Gauge(
+            "stlsnn_queue_depth", "Samples waiting for a batch", ["model"], registry=r, multiprocess_mode="livesum"
+        )
         self.dropped = Counter(
             "stlsnn_cancelled_samples", "Samples dropped before inference (caller gone)", ["model"], registry=r
         )
@@ -48,7 +69,9 @@ class Metrics:
             ["model", "source"],
             registry=r,
         )
-        self.open_streams = Gauge("stlsnn_open_streams", "WebSocket streams now open", registry=r)
+        self.open_streams = Gauge(
+            "stlsnn_open_streams", "WebSocket streams now open", registry=r, multiprocess_mode="livesum"
+        )
         self.stream_dropped = Counter(
             "stlsnn_stream_windows_dropped", "Stream windows dropped (model behind)", ["model"], registry=r
         )
@@ -59,7 +82,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.model_ready = Gauge("stlsnn_model_ready", "1 when the model serves, 0 otherwise", ["model"], registry=r)
+        self.model_ready = Gauge(
+            "stlsnn_model_ready",
+            "1 when the model serves, 0 otherwise",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not os.environ.get(MULTIPROCESS_DIR):
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """At process exit: drop this worker's live gauges from the shared totals."""
+        if os.environ.get(MULTIPROCESS_DIR):
+            multiprocess.mark_process_dead(os.getpid())

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(256, ge=1, description="samples waiting per model before 503")
     request_timeout_s: float = Field(30.0, gt=0)
     decode_workers: int = Field(4, ge=1)
+    workers: int = Field(
+        0, ge=0, description="server processes on the port (0 = one on a GPU, else one per core up to 8)"
+    )
     energy_profile: str = Field("", description="default energy profile (empty: the model manifest's)")
 
     max_upload_bytes: int = Field(64 << 20, ge=1, description="request body limit (all files together)")

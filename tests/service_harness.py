@@ -134,6 +134,7 @@ class Server:
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if not k.startswith("STLSNN_")}
         env |= {"STLSNN_MODEL_REPOSITORY": str(repository), "STLSNN_PORT": str(self.port), "STLSNN_HOST": "127.0.0.1"}
+        env["STLSNN_WORKERS"] = "1"  # one process: per-process queues and limits are what the tests pin
         env |= {f"STLSNN_{key.upper()}": str(value) for key, value in settings.items()}
         command = [sys.executable, "-c", WITHOUT_TORCH] if without_torch else [sys.executable, "-m", "service"]
         with log_path.open("w") as sink:
