@@ -1,13 +1,15 @@
 """Event-camera files in, count frames out. Imports nothing else of this project.
 
 Public API: ``load``, ``Recording``, ``EventDecodeError``, ``EVENT_DTYPE``, ``FramingSpec``,
-``frame_events``, ``resolve_sensor_size``, ``warm_up_decoders``.
+``frame_events``, ``frame_and_report``, ``NoiseReport``, ``remove_noise``, ``resolve_sensor_size``,
+``warm_up_decoders``.
 """
 
+from events.denoise import NoiseReport, remove_noise
 from events.errors import EventDecodeError, LimitExceededError, UnknownFormatError
 from events.format import DecodeLimits
 from events.formats import BY_NAME as FORMATS
-from events.framing import FramingSpec, frame_events
+from events.framing import FramingSpec, frame_and_report, frame_events
 from events.load import detect_format, load
 from events.recording import EVENT_DTYPE, Recording, make_events, resolve_sensor_size
 from events.warm_up import warm_up_decoders
@@ -19,12 +21,15 @@ __all__ = [
     "EventDecodeError",
     "FramingSpec",
     "LimitExceededError",
+    "NoiseReport",
     "Recording",
     "UnknownFormatError",
     "detect_format",
+    "frame_and_report",
     "frame_events",
     "load",
     "make_events",
+    "remove_noise",
     "resolve_sensor_size",
     "warm_up_decoders",
 ]
