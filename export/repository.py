@@ -172,6 +172,8 @@ def _manifest(name: str, version: int, model: SpikingNet, card: ModelCard, parit
             channels=arch.in_channels,
             encoding=card.input_encoding,
             window_us=card.window_us,
+            denoise_us=card.denoise_us,
+            hot_pixels=card.hot_pixels,
         ),
         lif_layers=lif,
         synaptic_layers=synaptic,

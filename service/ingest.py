@@ -39,14 +39,26 @@ class Prepared:
     frame_s: float
 
 
-def framing_spec(manifest: Manifest) -> events.FramingSpec:
-    return events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
+def framing_spec(
+    manifest: Manifest, denoise_us: int | None = None, hot_pixels: bool | None = None
+) -> events.FramingSpec:
+    """The model's framing spec, its noise filters replaced by a request's where it gives them."""
+    inp = manifest.input
+    return events.FramingSpec(
+        manifest.time_steps,
+        inp.width,
+        inp.height,
+        inp.split_by,
+        inp.denoise_us if denoise_us is None else denoise_us,
+        inp.hot_pixels if hot_pixels is None else hot_pixels,
+    )
 
 
 def warm_up_framing(manifest: Manifest) -> None:
     """Frame a tiny synthetic recording once, so the first request does not pay framing's JIT start-up.
 
-    One event is out of time order, so a split by time also compiles its path for those.
+    One event is out of time order, so a split by time also compiles its path for those. Both noise
+    filters run too, whatever the model's spec, since any request may turn them on.
     """
     n = 4 * manifest.time_steps
     ramp = np.arange(n)
@@ -55,6 +67,7 @@ def warm_up_framing(manifest: Manifest) -> None:
     inp = manifest.input
     sample = events.make_events(times, ramp % inp.sensor_width, ramp % inp.sensor_height, ramp % 2)
     events.frame_events(sample, (inp.sensor_width, inp.sensor_height), framing_spec(manifest))
+    events.remove_noise(sample, (inp.sensor_width, inp.sensor_height), 1, True)
 
 
 def prepare(
@@ -64,8 +77,10 @@ def prepare(
     sensor_override: tuple[int, int] | None,
     manifest: Manifest,
     limits: IngestLimits,
+    spec: events.FramingSpec | None = None,
 ) -> Prepared:
-    """Decode ``stream`` (format from content, the client's file name breaking ties) and frame it."""
+    """Decode ``stream`` (format from content, the client's file name breaking ties), filter its noise
+    and frame it, per ``spec`` (default: the manifest's)."""
     started = time.perf_counter()
     stream.seek(0)
     if format is None:
@@ -82,7 +97,7 @@ def prepare(
     decoded = time.perf_counter()
     model_sensor = (manifest.input.sensor_width, manifest.input.sensor_height)
     sensor = events.resolve_sensor_size(recording, model_sensor, sensor_override)
-    frames = events.frame_events(recording.events, sensor, framing_spec(manifest))
+    frames, noise = events.frame_and_report(recording.events, sensor, spec or framing_spec(manifest))
     framed = time.perf_counter()
     info = {
         "filename": filename,
@@ -92,5 +107,6 @@ def prepare(
         "sensor_size": [int(sensor[0]), int(sensor[1])],
         "sensor_from_header": bool(recording.sensor_from_header and sensor_override is None),
         "time_steps": manifest.time_steps,
+        "noise": noise.to_dict(),
     }
     return Prepared(frames=frames, input=info, decode_s=decoded - started, frame_s=framed - decoded)

@@ -64,6 +64,20 @@ class ClassScore(BaseModel):
     score: float = Field(description="firing rate of the class's voting population, averaged over time")
 
 
+class NoiseRemoved(BaseModel):
+    hot_pixels: int = Field(description="events of hot pixels dropped")
+    background_activity: int = Field(description="events the background-activity filter dropped")
+
+
+class NoiseInfo(BaseModel):
+    """The noise filters applied before framing (the model's, or the request's overrides)."""
+
+    denoise_us: int = Field(description="background-activity window in microseconds; 0 = off")
+    hot_pixels: bool = Field(description="whether hot pixels were dropped")
+    hot_pixels_found: int
+    removed: NoiseRemoved
+
+
 class InputInfo(BaseModel):
     filename: str | None
     format: str
@@ -72,6 +86,7 @@ class InputInfo(BaseModel):
     sensor_size: list[int] = Field(description="[width, height] used for framing")
     sensor_from_header: bool
     time_steps: int
+    noise: NoiseInfo
 
 
 class LayerSpikes(BaseModel):

@@ -22,7 +22,7 @@ import events
 from service.batcher import Overloaded, SampleResult
 from service.dependencies import AppContext, get_context
 from service.energy import EnergyProfile, estimate
-from service.ingest import IngestLimits, Prepared, prepare
+from service.ingest import IngestLimits, Prepared, framing_spec, prepare
 from service.problems import Problem
 from service.registry import ServedModel
 from service.routes.models import ModelName, find_model
@@ -33,6 +33,7 @@ router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(requir
 
 SENSOR_SIZE = re.compile(r"^\s*(\d{1,5})\s*[,xX]\s*(\d{1,5})\s*$")
 DEFAULT_TOP_K = 5
+MAX_DENOISE_US = 10_000_000  # a 10 s window already keeps every event of a noisy pixel's neighbourhood
 DECODE_KINDS = {400: "undecodable-file", 413: "recording-too-large", 415: "unknown-format"}
 
 
@@ -46,6 +47,8 @@ class ClassifyParams:
     top_k: int | None
     sensor_size: str | None
     energy_profile: str | None
+    denoise_us: int | None = None
+    hot_pixels: bool | None = None
 
 
 async def classify_form(
@@ -55,13 +58,26 @@ async def classify_form(
     top_k: Annotated[int | None, Form(description="how many classes to list (1..classes, default 5)")] = None,
     sensor_size: Annotated[str | None, Form(description="override the sensor size: 'W,H' or 'WxH'")] = None,
     energy_profile: Annotated[str | None, Form(description="energy profile name (default: the model's)")] = None,
+    denoise_us: Annotated[
+        int | None, Form(ge=0, le=MAX_DENOISE_US, description="background-activity window, us; 0 = off")
+    ] = None,
+    hot_pixels: Annotated[bool | None, Form(description="drop hot pixels' events (default: the model's)")] = None,
 ) -> ClassifyParams:
     if file is not None and files:
         raise Problem(422, "invalid-parameters", "send either 'file' or 'files', not both")
     uploads = [file] if file is not None else list(files or [])
     if not uploads:
         raise Problem(422, "invalid-parameters", "no event file: send multipart field 'file' (or 'files')")
-    return ClassifyParams(uploads, file is None, format or None, top_k, sensor_size or None, energy_profile or None)
+    return ClassifyParams(
+        uploads,
+        file is None,
+        format or None,
+        top_k,
+        sensor_size or None,
+        energy_profile or None,
+        denoise_us=denoise_us,
+        hot_pixels=hot_pixels,
+    )
 
 
 ROUTE = {
@@ -177,8 +193,9 @@ async def _prepare_all(
     loop = asyncio.get_running_loop()
     names = [_safe_name(upload.filename) for upload in params.uploads]
     manifest, pool = model.manifest, ctx.decode_pool
+    spec = framing_spec(manifest, params.denoise_us, params.hot_pixels)
     jobs = [
-        loop.run_in_executor(pool, prepare, upload.file, name, params.format, override, manifest, limits)
+        loop.run_in_executor(pool, prepare, upload.file, name, params.format, override, manifest, limits, spec)
         for upload, name in zip(params.uploads, names, strict=True)
     ]
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)
