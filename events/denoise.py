@@ -49,33 +49,38 @@ def _neighbours(padded_width):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _background_activity(t, x, y, width, height, window, keep):  # pragma: no cover - compiled
-    """Fill ``keep`` per the background-activity rule; the first event outside the sensor, or -1."""
+def _background_activity(events, t, x, y, width, height, window, out):  # pragma: no cover - compiled
+    """Copy the events the background-activity rule keeps to the front of ``out``; returns how many,
+    and the first event outside the sensor or -1. ``t, x, y`` are ``events``' columns."""
     padded = width + 2
     last = np.full(padded * (height + 2), _NEVER, np.int64)
     around = _neighbours(padded)
+    kept = 0
     for i in range(len(t)):
         if (np.uint64(x[i]) >= width) | (np.uint64(y[i]) >= height):
-            return i
+            return kept, i
         c = (np.int64(y[i]) + 1) * padded + np.int64(x[i]) + 1
         now = t[i]
         since = now - window if now >= _NEVER + window else _NEVER  # no overflow for any int64 time
         supported = False
         for k in around:
             supported |= last[c + k] > since
-        keep[i] = supported
+        if supported:
+            out[kept] = events[i]
+            kept += 1
         last[c] = now
-    return -1
+    return kept, -1
 
 
 @numba.njit(cache=True, nogil=True)
-def _hot_pixels(x, y, width, height, median_factor, neighbour_factor, keep):  # pragma: no cover - compiled
-    """Fill ``keep`` per the hot-pixel rule; ``(first event outside the sensor or -1, hot pixels)``."""
+def _hot_pixels(events, x, y, width, height, median_factor, neighbour_factor, out):  # pragma: no cover - compiled
+    """Copy the events of pixels that are not hot to the front of ``out``; returns how many, the first
+    event outside the sensor or -1, and the hot pixels found. Nothing is copied when none is hot."""
     padded = width + 2
     counts = np.zeros(padded * (height + 2), np.int64)
     for i in range(len(x)):
         if (np.uint64(x[i]) >= width) | (np.uint64(y[i]) >= height):
-            return i, 0
+            return 0, i, 0
         counts[(np.int64(y[i]) + 1) * padded + np.int64(x[i]) + 1] += 1
     active = counts[counts > 0]
     floor = median_factor * np.median(active) if len(active) else 0.0
@@ -92,12 +97,13 @@ def _hot_pixels(x, y, width, height, median_factor, neighbour_factor, keep):  # 
             if counts[c] > neighbour_factor * busiest:
                 hot[c] = True
                 found += 1
+    kept = 0
     if found:
         for i in range(len(x)):
-            keep[i] = not hot[(np.int64(y[i]) + 1) * padded + np.int64(x[i]) + 1]
-    else:
-        keep[:] = True
-    return -1, found
+            if not hot[(np.int64(y[i]) + 1) * padded + np.int64(x[i]) + 1]:
+                out[kept] = events[i]
+                kept += 1
+    return kept, -1, found
 
 
 def _sensor(sensor_size: tuple[int, int]) -> tuple[int, int]:
@@ -108,25 +114,27 @@ def _sensor(sensor_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def background_activity(events: np.ndarray, sensor_size: tuple[int, int], window_us: int) -> tuple[np.ndarray, int]:
-    """Which events the background-activity filter keeps (bool per event), and the first event
-    outside the ``(width, height)`` sensor (-1 if none; the mask is only partly filled then)."""
+    """The events the background-activity filter keeps, in order, and the first event outside the
+    ``(width, height)`` sensor (-1 if none; the kept events are then only those before it)."""
     if window_us < 1:
         raise ValueError(f"window_us must be positive, not {window_us}")
     width, height = _sensor(sensor_size)
-    keep = np.empty(len(events), np.bool_)
-    bad = _background_activity(events["t"], events["x"], events["y"], width, height, np.int64(window_us), keep)
-    return keep, int(bad)
+    out = np.empty_like(events)
+    kept, bad = _background_activity(
+        events, events["t"], events["x"], events["y"], width, height, np.int64(window_us), out
+    )
+    return out[:kept], int(bad)
 
 
 def hot_pixels(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[np.ndarray, int, int]:
-    """Which events survive the hot-pixel filter, the first event outside the sensor (-1 if none)
-    and how many hot pixels were found."""
+    """The events of pixels that are not hot, in order (``events`` itself when none is), the first
+    event outside the sensor (-1 if none) and how many hot pixels were found."""
     width, height = _sensor(sensor_size)
-    keep = np.empty(len(events), np.bool_)
-    bad, found = _hot_pixels(
-        events["x"], events["y"], width, height, float(HOT_MEDIAN_FACTOR), HOT_NEIGHBOUR_FACTOR, keep
+    out = np.empty_like(events)
+    kept, bad, found = _hot_pixels(
+        events, events["x"], events["y"], width, height, float(HOT_MEDIAN_FACTOR), HOT_NEIGHBOUR_FACTOR, out
     )
-    return keep, int(bad), int(found)
+    return (out[:kept] if found else events), int(bad), int(found)
 
 
 @dataclass(frozen=True)
@@ -162,18 +170,13 @@ def remove_noise(
     width, height = _sensor(sensor_size)
     found = hot_removed = background_removed = 0
     if hot:
-        keep, bad, found = hot_pixels(events, (width, height))
+        kept, bad, found = hot_pixels(events, (width, height))
         if bad >= 0:
             raise _outside(events, bad, width, height)
-        if found:
-            before = len(events)
-            events = events[keep]
-            hot_removed = before - len(events)
+        hot_removed, events = len(events) - len(kept), kept
     if denoise_us > 0:
-        keep, bad = background_activity(events, (width, height), denoise_us)
+        kept, bad = background_activity(events, (width, height), denoise_us)
         if bad >= 0:
             raise _outside(events, bad, width, height)
-        before = len(events)
-        events = events[keep]
-        background_removed = before - len(events)
+        background_removed, events = len(events) - len(kept), kept
     return events, NoiseReport(int(denoise_us), bool(hot), found, hot_removed, background_removed)
