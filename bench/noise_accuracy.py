@@ -24,7 +24,7 @@ from bench.report import table, write_section
 from events import FramingSpec, frame_events
 from models.checkpoint import load_checkpoint
 from models.datasets.sensor_noise import SensorNoise
-from models.datasets.synthetic import GESTURES, SENSOR_SIZE, CameraParams, noisy_recording, split_seed
+from models.datasets.synthetic import GESTURES, SENSOR_SIZE, CameraParams, generate_recording, split_seed, with_noise
 from models.train import use_cores
 
 LEVELS_HZ = (0.0, 0.3, 1.0, 3.0, 10.0)
@@ -57,15 +57,27 @@ def parse_variant(text: str) -> Variant:
     return Variant(label, Path(path))
 
 
-def _frames(indices: list[int], seed: int, specs: list[FramingSpec], noise: SensorNoise) -> list[np.ndarray]:
-    """Each recording's frames under each spec: ``[spec][recording]``."""
+def _frames(
+    indices: list[int], seed: int, specs: list[FramingSpec], noises: list[SensorNoise]
+) -> list[list[np.ndarray]]:
+    """Each recording's frames at each noise level under each spec: ``[noise][spec][recording]``.
+
+    A recording is simulated once; each level's noise is added to it as ``noisy_recording`` does.
+    """
     params = CameraParams()
-    recordings = [noisy_recording(i % len(GESTURES), seed, i, params, noise) for i in indices]
-    return [np.stack([frame_events(r, SENSOR_SIZE, spec) for r in recordings]) for spec in specs]
+    clean = [(i, generate_recording(i % len(GESTURES), seed, i, params)) for i in indices]
+    out = []
+    for noise in noises:
+        noisy = [with_noise(r, seed, i, noise) for i, r in clean]
+        out.append([np.stack([frame_events(r, SENSOR_SIZE, spec) for r in noisy]) for spec in specs])
+    return out
 
 
-def accuracies(variants: list[Variant], size: int, seed: int, noise: SensorNoise, workers: int) -> list[float]:
-    """Accuracy of each variant on ``size`` recordings of the test split of ``seed`` with ``noise``."""
+def accuracies(
+    variants: list[Variant], size: int, seed: int, noises: list[SensorNoise], workers: int
+) -> list[list[float]]:
+    """Accuracy of each variant at each noise level (``[noise][variant]``) on ``size`` recordings of
+    the test split of ``seed``."""
     loaded = [load_checkpoint(v.checkpoint) for v in variants]
     specs = []
     for variant, (_, card) in zip(variants, loaded, strict=True):
@@ -76,14 +88,17 @@ def accuracies(variants: list[Variant], size: int, seed: int, noise: SensorNoise
     generator_seed = split_seed(seed, "test")
     chunks = [list(range(k, size, workers)) for k in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
-        parts = list(pool.map(partial(_frames, seed=generator_seed, specs=specs, noise=noise), chunks))
+        parts = list(pool.map(partial(_frames, seed=generator_seed, specs=specs, noises=noises), chunks))
     labels = torch.tensor([i % len(GESTURES) for chunk in chunks for i in chunk])
     results = []
-    for k, (model, _) in enumerate(loaded):
-        frames = torch.from_numpy(np.concatenate([part[k] for part in parts]))
-        with torch.no_grad():
-            predictions = torch.cat([model(batch).argmax(1) for batch in frames.split(100)])
-        results.append(float((predictions == labels).float().mean()))
+    for level in range(len(noises)):
+        row = []
+        for k, (model, _) in enumerate(loaded):
+            frames = torch.from_numpy(np.concatenate([part[level][k] for part in parts]))
+            with torch.no_grad():
+                predictions = torch.cat([model(batch).argmax(1) for batch in frames.split(100)])
+            row.append(float((predictions == labels).float().mean()))
+        results.append(row)
     return results
 
 
@@ -97,12 +112,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     use_cores()
-    rows = []
-    for hot in (0.0, HOT_DENSITY):
-        for rate in args.levels:
-            scores = accuracies(args.variants, args.size, args.seed, SensorNoise.fixed(rate, hot), args.workers)
-            rows.append([f"{rate:g}", f"{hot:g}", *(f"{s:.3f}" for s in scores)])
-            print(rows[-1], flush=True)
+    noises = [SensorNoise.fixed(rate, hot) for hot in (0.0, HOT_DENSITY) for rate in args.levels]
+    scores = accuracies(args.variants, args.size, args.seed, noises, args.workers)
+    rows = [
+        [f"{n.rate_hz[0]:g}", f"{n.hot_density:g}", *(f"{s:.3f}" for s in row)]
+        for n, row in zip(noises, scores, strict=True)
+    ]
     named = " ".join(v.argument() for v in args.variants)
     command = f"python -m bench.noise_accuracy {named} --size {args.size} --seed {args.seed}"
     body = (

@@ -273,7 +273,11 @@ def noisy_recording(
     label: int, seed: int, index: int, params: CameraParams = CameraParams(), noise: SensorNoise = SensorNoise()
 ) -> np.ndarray:
     """``generate_recording`` with ``noise`` added, drawn from its own stream of the same seed."""
-    events = generate_recording(label, seed, index, params)
+    return with_noise(generate_recording(label, seed, index, params), seed, index, noise)
+
+
+def with_noise(events: np.ndarray, seed: int, index: int, noise: SensorNoise) -> np.ndarray:
+    """Recording ``(seed, index)``'s ``events`` with ``noise`` added as ``noisy_recording`` adds it."""
     return add_noise(events, SENSOR_SIZE, noise, np.random.default_rng([int(seed), int(index), NOISE_STREAM]))
 
 
