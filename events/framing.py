@@ -43,6 +43,7 @@ from typing import Literal
 import numba
 import numpy as np
 
+from events.denoise import NoiseReport, remove_noise
 from events.errors import EventDecodeError
 from events.work_sharing import HelperThreads, fetch_increment, wait_until
 
@@ -56,25 +57,39 @@ _HELPERS = HelperThreads(THREADS - 1, "framing")
 
 @dataclass(frozen=True)
 class FramingSpec:
-    """How a model wants its input: T bins, ``width x height`` frames, split by count or time."""
+    """How a model wants its input: T bins, ``width x height`` frames, split by count or time, after
+    the noise filters (``events.denoise``): background activity within ``denoise_us`` (0 = off) and
+    hot pixels (``hot_pixels``)."""
 
     time_steps: int
     width: int
     height: int
     split_by: SplitBy = "number"
+    denoise_us: int = 0
+    hot_pixels: bool = False
 
     def __post_init__(self) -> None:
         if self.time_steps < 1 or self.width < 1 or self.height < 1:
             raise ValueError(f"time_steps, width and height must be positive: {self}")
         if self.split_by not in ("number", "time"):
             raise ValueError(f"split_by must be 'number' or 'time', not {self.split_by!r}")
+        if self.denoise_us < 0:
+            raise ValueError(f"denoise_us must be 0 (off) or positive, not {self.denoise_us}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> FramingSpec:
-        return cls(int(data["time_steps"]), int(data["width"]), int(data["height"]), data.get("split_by", "number"))
+        """A spec from its dict; one written before the noise filters existed has them off."""
+        return cls(
+            int(data["time_steps"]),
+            int(data["width"]),
+            int(data["height"]),
+            data.get("split_by", "number"),
+            int(data.get("denoise_us", 0)),
+            bool(data.get("hot_pixels", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -327,14 +342,26 @@ def _count(events: np.ndarray, width: int, height: int, spec: FramingSpec) -> tu
 
 
 def frame_events(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec) -> np.ndarray:
-    """Count events into ``float32 [T, 2, h, w]`` frames; too few events is an ``EventDecodeError``."""
+    """Filter noise as ``spec`` says, then count events into ``float32 [T, 2, h, w]`` frames; too few
+    events is an ``EventDecodeError``."""
+    return frame_and_report(events, sensor_size, spec)[0]
+
+
+def frame_and_report(
+    events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec
+) -> tuple[np.ndarray, NoiseReport]:
+    """``frame_events``, and what the noise filters removed on the way."""
+    width, height = _sensor(sensor_size)
+    report = NoiseReport(spec.denoise_us, spec.hot_pixels)
+    if spec.denoise_us or spec.hot_pixels:
+        events, report = remove_noise(events, (width, height), spec.denoise_us, spec.hot_pixels)
     n = len(events)
     if n < spec.time_steps:
-        raise EventDecodeError("framing", f"{n} events cannot fill {spec.time_steps} time steps")
-    width, height = _sensor(sensor_size)
+        left = " left after noise filtering" if report.hot_pixel_events or report.background_events else ""
+        raise EventDecodeError("framing", f"{n} events{left} cannot fill {spec.time_steps} time steps")
     out, bad = _count(events, width, height, spec)
     _check_inside(events, bad, width, height)
-    return out
+    return out, report
 
 
 def frame_runs(events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec, bounds: np.ndarray) -> np.ndarray:

@@ -11,17 +11,22 @@ Policy:
 - a recording not sorted by time is first stably sorted by ``t`` (a copy): windows are defined by
   time, and each window then frames its events in time order, ties in file order;
 - more windows than ``max_windows`` is a ``LimitExceededError`` (413 in the service), raised before
-  any memory is spent on frames.
+  any memory is spent on frames;
+- with noise filters in the spec (``denoise_us``, ``hot_pixels``), each window is filtered on its
+  own, exactly as ``frame_events`` filters a file holding only that window's events, and a window
+  left with fewer than ``min_events`` events after filtering is idle too (``frame_window``, which
+  the live stream uses as well).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from events.denoise import remove_noise
 from events.errors import LimitExceededError
-from events.framing import FramingSpec, frame_runs
+from events.framing import FramingSpec, frame_events, frame_runs
 
 MAX_WINDOW_US = 1 << 40  # about 12.7 days: keeps every window bound and bin start inside int64
 MAX_TIME_STEPS = 1 << 22  # with MAX_WINDOW_US, k * span < 2**62 when finding the bins by time
@@ -87,10 +92,38 @@ def frame_windows(
     highs = np.searchsorted(t, ends, side="left")
     sizes = highs - lows
     idle = sizes < max(int(min_events), spec.time_steps)
+    if spec.denoise_us or spec.hot_pixels:
+        framed = {}
+        for i in np.flatnonzero(~idle):
+            window = frame_window(events[lows[i] : highs[i]], sensor_size, spec, min_events)
+            if window is None:
+                idle[i] = True
+            else:
+                framed[i] = window
+        empty = np.empty((0, spec.time_steps, 2, spec.height, spec.width), np.float32)
+        frames = np.stack([framed[i] for i in sorted(framed)]) if framed else empty
+        return Windows(starts, ends, sizes.astype(np.int64), idle, frames)
     busy = ~idle
     bounds = _bin_bounds(t, lows[busy], highs[busy], spec)
     frames = frame_runs(events, sensor_size, spec, bounds)
     return Windows(starts, ends, sizes.astype(np.int64), idle, frames)
+
+
+def frame_window(
+    events: np.ndarray, sensor_size: tuple[int, int], spec: FramingSpec, min_events: int
+) -> np.ndarray | None:
+    """One window's ``float32 [T, 2, h, w]`` frames as ``frame_events`` makes them from its events alone
+    (noise filters included), or None when it is idle: fewer than ``min_events`` (at least T) events,
+    before or after the filters."""
+    least = max(int(min_events), spec.time_steps)
+    if len(events) < least:
+        return None
+    if spec.denoise_us or spec.hot_pixels:
+        events, _ = remove_noise(events, sensor_size, spec.denoise_us, spec.hot_pixels)
+        if len(events) < least:
+            return None
+        spec = replace(spec, denoise_us=0, hot_pixels=False)
+    return frame_events(events, sensor_size, spec)
 
 
 def _bin_bounds(t: np.ndarray, lows: np.ndarray, highs: np.ndarray, spec: FramingSpec) -> np.ndarray:
@@ -114,4 +147,4 @@ def _bin_bounds(t: np.ndarray, lows: np.ndarray, highs: np.ndarray, spec: Framin
     return bounds.astype(np.int64, copy=False)
 
 
-__all__ = ["Windows", "frame_windows"]
+__all__ = ["Windows", "frame_window", "frame_windows"]

@@ -34,6 +34,8 @@ class InputSpec:
     encoding: str = "event-frames"  # or "rate-coded" (official MNIST: caller supplies spikes)
     window_us: int | None = None  # median duration of a training sample: the default stream window
     window_events: int | None = None  # median events of a training sample: 1 % of it marks an idle window
+    denoise_us: int = 0  # background-activity filter window, 0 = off (DESIGN.md section 14)
+    hot_pixels: bool = False  # hot-pixel filter; manifests written before the filters have both off
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ Backend = Callable[[torch.Tensor], tuple]
 def parity_inputs(card: ModelCard, samples: int, seed: int = 0) -> ParityInputs:
     """Test recordings of the card's dataset framed with its spec when available, else random frames."""
     arch = card.arch
-    spec = FramingSpec(arch.time_steps, arch.width, arch.height, card.split_by)
+    spec = card.framing_spec()
     dataset_note = _dataset_frames(card, spec, samples, seed)
     if isinstance(dataset_note, ParityInputs):
         return dataset_note

@@ -173,6 +173,8 @@ def _manifest(name: str, version: int, model: SpikingNet, card: ModelCard, parit
             encoding=card.input_encoding,
             window_us=card.window_us,
             window_events=card.window_events,
+            denoise_us=card.denoise_us,
+            hot_pixels=card.hot_pixels,
         ),
         lif_layers=lif,
         synaptic_layers=synaptic,

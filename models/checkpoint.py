@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from events import FramingSpec
 from models.architectures import ArchConfig, SpikingNet, preset
 
 CARD_SUFFIX = ".json"
@@ -34,8 +35,15 @@ class ModelCard:
     dataset: str = "synthetic"
     window_us: int | None = None  # median duration of a training recording (the default stream window)
     window_events: int | None = None  # median events of a training recording (sets the idle-window threshold)
+    denoise_us: int = 0  # noise filters of the framing spec (DESIGN.md section 14); cards without them: off
+    hot_pixels: bool = False
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+
+    def framing_spec(self) -> FramingSpec:
+        """The spec this model's input was framed with in training, so evaluation and export frame alike."""
+        arch = self.arch
+        return FramingSpec(arch.time_steps, arch.width, arch.height, self.split_by, self.denoise_us, self.hot_pixels)
 
     def to_dict(self) -> dict:
         data = asdict(self)

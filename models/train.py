@@ -25,6 +25,7 @@ from events import FramingSpec
 from models.architectures import LEARNING_MODES, PRESETS, ArchConfig, SpikingNet, apply_learning_mode, preset
 from models.checkpoint import ModelCard, save_checkpoint
 from models.datasets import DATASETS, EventDataset
+from models.datasets.sensor_noise import SensorNoise
 from models.datasets.synthetic import CACHE_DIR, CameraParams
 
 
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", type=Path, help="folder of a real dataset")
     p.add_argument("--keep-frames", action="store_true", help="real datasets: keep framed samples in memory")
     p.add_argument("--split-by", default="number", choices=("number", "time"))
+    p.add_argument("--denoise-us", type=int, default=0, help="background-activity filter window in us (0 = off)")
+    p.add_argument("--hot-pixels", action="store_true", help="drop hot pixels' events before framing")
+    p.add_argument("--noise-max-hz", type=float, default=0.0, help="augmentation: background Hz/pixel up to this")
+    p.add_argument("--hot-density", type=float, default=0.0, help="augmentation: share of pixels made hot")
     p.add_argument("--mode", default="stl", choices=sorted(LEARNING_MODES))
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
@@ -97,14 +102,18 @@ def arch_from_args(args: argparse.Namespace, classes: int) -> ArchConfig:
 def open_split(
     dataset: str, root: Path | None, split: str, spec: FramingSpec, keep_frames: bool = False, **options
 ) -> EventDataset:
-    """Open one split of a registered dataset; synthetic-only options are dropped for real ones."""
+    """Open one split of a registered dataset; synthetic-only options are dropped for real ones, whose
+    ``noise`` (a ``SensorNoise``) is added on access instead."""
     if dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {dataset!r}; registered: {', '.join(sorted(DATASETS))}")
-    if dataset != "synthetic":
-        if root is None:
-            raise SystemExit(f"--data-root is required for {dataset!r}")
-        options = {"cache": True} if keep_frames else {}
-    return DATASETS[dataset](root, split, spec, **options)
+    if dataset == "synthetic":
+        return DATASETS[dataset](root, split, spec, **options)
+    if root is None:
+        raise SystemExit(f"--data-root is required for {dataset!r}")
+    opened = DATASETS[dataset](root, split, spec, **({"cache": True} if keep_frames else {}))
+    if options.get("noise") is not None and options["noise"].active:
+        opened.noise, opened.noise_seed = options["noise"], int(options.get("seed", 0))
+    return opened
 
 
 def evaluate(model: SpikingNet, loader: DataLoader) -> tuple[float, dict[str, float], torch.Tensor]:
@@ -150,10 +159,12 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
     started = time.perf_counter()
     arch = preset(args.arch)
     width, height = args.input_size or (arch.width, arch.height)
-    spec = FramingSpec(args.time_steps or arch.time_steps, width, height, args.split_by)
+    steps = args.time_steps or arch.time_steps
+    spec = FramingSpec(steps, width, height, args.split_by, args.denoise_us, args.hot_pixels)
     camera = CameraParams(duration_s=tuple(args.duration_s)) if args.duration_s else CameraParams()
     options = {"size": args.train_size, "seed": args.seed, "cache_dir": args.cache_dir, "params": camera}
-    train_set = open_split(args.dataset, args.data_root, "train", spec, args.keep_frames, **options)
+    augment = SensorNoise.up_to(args.noise_max_hz, args.hot_density)
+    train_set = open_split(args.dataset, args.data_root, "train", spec, args.keep_frames, **options, noise=augment)
     test_set = open_split(
         args.dataset, args.data_root, "test", spec, args.keep_frames, **{**options, "size": args.test_size}
     )
@@ -202,6 +213,8 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
         dataset=args.dataset,
         window_us=window_us,
         window_events=window_events,
+        denoise_us=spec.denoise_us,
+        hot_pixels=spec.hot_pixels,
         metrics={
             "test_accuracy": round(last.test_accuracy, 4),
             "train_accuracy": round(last.train_accuracy, 4),
@@ -222,6 +235,7 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
             "samples_per_s": round(statistics.median(s.samples_per_s for s in history), 1),
             "threads": torch.get_num_threads(),
             **({"synthetic_camera": asdict(camera)} if args.dataset == "synthetic" else {}),
+            **({"noise_augmentation": asdict(augment)} if augment.active else {}),
         },
     )
     path = save_checkpoint(args.out, model, card)

@@ -39,14 +39,26 @@ class Prepared:
     frame_s: float
 
 
-def framing_spec(manifest: Manifest) -> events.FramingSpec:
-    return events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
+def framing_spec(
+    manifest: Manifest, denoise_us: int | None = None, hot_pixels: bool | None = None
+) -> events.FramingSpec:
+    """The model's framing spec, its noise filters replaced by a request's where it gives them."""
+    inp = manifest.input
+    return events.FramingSpec(
+        manifest.time_steps,
+        inp.width,
+        inp.height,
+        inp.split_by,
+        inp.denoise_us if denoise_us is None else denoise_us,
+        inp.hot_pixels if hot_pixels is None else hot_pixels,
+    )
 
 
 def warm_up_framing(manifest: Manifest) -> None:
     """Frame a tiny synthetic recording once, so the first request does not pay framing's JIT start-up.
 
-    One event is out of time order, so a split by time also compiles its path for those.
+    One event is out of time order, so a split by time also compiles its path for those. Both noise
+    filters run too, whatever the model's spec, since any request may turn them on.
     """
     n = 4 * manifest.time_steps
     ramp = np.arange(n)
@@ -55,6 +67,7 @@ def warm_up_framing(manifest: Manifest) -> None:
     inp = manifest.input
     sample = events.make_events(times, ramp % inp.sensor_width, ramp % inp.sensor_height, ramp % 2)
     events.frame_events(sample, (inp.sensor_width, inp.sensor_height), framing_spec(manifest))
+    events.remove_noise(sample, (inp.sensor_width, inp.sensor_height), 1, True)
 
 
 def decode(stream: BinaryIO, filename: str | None, format: str | None, limits: IngestLimits) -> events.Recording:
@@ -100,12 +113,15 @@ def prepare(
     sensor_override: tuple[int, int] | None,
     manifest: Manifest,
     limits: IngestLimits,
+    spec: events.FramingSpec | None = None,
 ) -> Prepared:
-    """Decode ``stream`` and frame the whole recording as one sample."""
+    """Decode ``stream``, filter its noise and frame the whole recording as one sample, per ``spec``
+    (default: the manifest's)."""
     started = time.perf_counter()
     recording, sensor, info = _decode_for_model(stream, filename, format, sensor_override, manifest, limits)
     decoded = time.perf_counter()
-    frames = events.frame_events(recording.events, sensor, framing_spec(manifest))
+    frames, noise = events.frame_and_report(recording.events, sensor, spec or framing_spec(manifest))
+    info["noise"] = noise.to_dict()
     return Prepared(frames=frames, input=info, decode_s=decoded - started, frame_s=time.perf_counter() - decoded)
 
 
@@ -152,7 +168,7 @@ def prepare_windows(
     limits: IngestLimits,
     params: WindowParams,
 ) -> PreparedWindows:
-    """Decode ``stream`` and frame each busy window of it as one sample."""
+    """Decode ``stream`` and frame each busy window of it as one sample (each window's noise filtered on its own)."""
     started = time.perf_counter()
     recording, sensor, info = _decode_for_model(stream, filename, format, sensor_override, manifest, limits)
     decoded = time.perf_counter()

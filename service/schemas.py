@@ -74,6 +74,20 @@ class InputFrames(BaseModel):
     data: str = Field(description="base64 of the counts as little-endian uint16, C order")
 
 
+class NoiseRemoved(BaseModel):
+    hot_pixels: int = Field(description="events of hot pixels dropped")
+    background_activity: int = Field(description="events the background-activity filter dropped")
+
+
+class NoiseInfo(BaseModel):
+    """The noise filters applied before framing (the model's, or the request's overrides)."""
+
+    denoise_us: int = Field(description="background-activity window in microseconds; 0 = off")
+    hot_pixels: bool = Field(description="whether hot pixels were dropped")
+    hot_pixels_found: int
+    removed: NoiseRemoved
+
+
 class InputInfo(BaseModel):
     filename: str | None
     format: str
@@ -83,6 +97,7 @@ class InputInfo(BaseModel):
     sensor_from_header: bool
     time_steps: int
     frames: InputFrames | None = Field(None, description="only with include=frames")
+    noise: NoiseInfo
 
 
 class LayerSpikes(BaseModel):

@@ -92,8 +92,8 @@ def legacy_copy(repo: Path, source: str, name: str) -> Path:
     (version_dir / "model.pt").unlink()
     manifest = json.loads((version_dir / "manifest.json").read_text())
     manifest["outputs"] = {"scores": "float32", "spikes": "int64", "sops": "int64"}
-    manifest["input"].pop("window_us")
-    manifest["input"].pop("window_events")
+    for key in ("window_us", "window_events", "denoise_us", "hot_pixels"):
+        manifest["input"].pop(key)
     manifest["files"] = {"model.onnx": hashlib.sha256(graph_path.read_bytes()).hexdigest()}
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
     return version_dir

@@ -51,6 +51,7 @@ def repo(tmp_path_factory) -> Path:
     tampered.write_bytes(bytes(data))
     edit_manifest(copy_model(repo, "demo", "ratecoded"), input__encoding="rate-coded")
     legacy_copy(repo, "demo", "legacy")
+    edit_manifest(copy_model(repo, "demo", "denoised"), input__denoise_us=2000, input__hot_pixels=True)
     return repo
 
 
@@ -104,16 +105,21 @@ def classify(client, path: Path, url: str = "/v1/models/demo/classify", **form) 
 
 
 def reference(repo: Path, manifest: Manifest, path: Path):
-    """Decode and frame as the service must, then run the exported ONNX directly."""
+    """Decode, filter and frame as the service must, then run the exported ONNX directly."""
     recording = events.load(path)
     sensor = events.resolve_sensor_size(recording, (manifest.input.sensor_width, manifest.input.sensor_height))
-    spec = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
-    frames = events.frame_events(recording.events, sensor, spec)
+    inp = manifest.input
+    spec = events.FramingSpec(manifest.time_steps, inp.width, inp.height, inp.split_by, inp.denoise_us, inp.hot_pixels)
+    frames, noise = events.frame_and_report(recording.events, sensor, spec)
+    scores, spikes, sops, step_spikes = run_onnx(repo, frames)
+    return recording, sensor, noise, scores, spikes, sops, step_spikes
+
+
+def run_onnx(repo: Path, frames: np.ndarray) -> list[np.ndarray]:
+    """The demo's exported graph run directly on one sample's frames."""
     session = ort.InferenceSession(str(repo / "demo" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    scores, spikes, sops, step_spikes = session.run(
-        ["scores", "spikes", "sops", "step_spikes"], {"frames": frames[None]}
-    )
-    return recording, sensor, scores[0], spikes[0], sops[0], step_spikes[0]
+    outputs = session.run(["scores", "spikes", "sops", "step_spikes"], {"frames": frames[None]})
+    return [output[0] for output in outputs]
 
 
 def assert_problem(response: httpx.Response, status: int, kind: str | None = None) -> dict:
@@ -132,7 +138,8 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["models"] == {"demo": "ready", "ratecoded": "ready", "tampered": "failed", "legacy": "ready"}
+    models = {"demo": "ready", "ratecoded": "ready", "tampered": "failed", "legacy": "ready", "denoised": "ready"}
+    assert ready.json()["models"] == models
 
 
 def test_models_list_reports_runtime_facts_and_the_tampered_model(client, manifest):
@@ -159,7 +166,7 @@ def test_classify_matches_onnx_run_directly(client, repo, manifest, recordings):
         response = classify(client, path, top_k=3)
         assert response.status_code == 200, (name, response.text)
         body = response.json()
-        recording, sensor, scores, spikes, sops, step_spikes = reference(repo, manifest, path)
+        recording, sensor, noise, scores, spikes, sops, step_spikes = reference(repo, manifest, path)
         assert body["model"] == {"name": "demo", "version": 1}
         expected_top = np.argsort(-scores, kind="stable")[:3]
         assert [c["index"] for c in body["top_k"]] == expected_top.tolist()
@@ -174,6 +181,7 @@ def test_classify_matches_onnx_run_directly(client, repo, manifest, recordings):
             "sensor_size": list(sensor),
             "sensor_from_header": recording.sensor_from_header,
             "time_steps": manifest.time_steps,
+            "noise": noise.to_dict(),
         }
         layers = body["spikes"]["layers"]
         assert [layer["count"] for layer in layers] == spikes.tolist()
@@ -189,12 +197,15 @@ def test_classify_matches_onnx_run_directly(client, repo, manifest, recordings):
 
 def test_a_repository_exported_before_per_step_outputs_still_classifies(client, recordings):
     path = next(iter(recordings.values()))
-    current, legacy = (classify(client, path, url=f"/v1/models/{name}/classify").json() for name in ("demo", "legacy"))
+    # the legacy manifest predates the noise filters, so it frames without them: the same as demo with them off
+    legacy = classify(client, path, url="/v1/models/legacy/classify").json()
+    current = classify(client, path, denoise_us=0, hot_pixels="false").json()
     assert legacy["prediction"] == current["prediction"] and legacy["energy"]["sops"] == current["energy"]["sops"]
     assert [layer["count"] for layer in legacy["spikes"]["layers"]] == [
         layer["count"] for layer in current["spikes"]["layers"]
     ]
     assert all(layer["steps"] is None for layer in legacy["spikes"]["layers"])
+    assert legacy["input"]["noise"]["denoise_us"] == 0 and legacy["input"]["noise"]["hot_pixels"] is False
     assert all(len(layer["steps"]) == 8 for layer in current["spikes"]["layers"])
 
 
@@ -312,6 +323,73 @@ def test_parameter_errors_are_422_problems(client, recordings):
     with path.open("rb") as a, path.open("rb") as b:
         both = client.post("/v1/classify", files=[("file", ("a", a)), ("files", ("b", b))])
     assert_problem(both, 422)
+
+
+def noisy_recording(path: Path) -> tuple[Path, np.ndarray, int]:
+    """An npz of uniform background activity (about 12 Hz a pixel) plus one hot pixel at (40, 50):
+    the path, the events and how many of them the hot pixel fired."""
+    rng = np.random.default_rng(16)
+    n, hot = 20_000, 1_500
+    t = np.sort(rng.integers(1_000_000, 1_100_000, n + hot))
+    x = np.concatenate([rng.integers(0, 128, n), np.full(hot, 40)])
+    y = np.concatenate([rng.integers(0, 128, n), np.full(hot, 50)])
+    order = rng.permutation(n + hot)  # the hot pixel's events spread over the whole recording
+    recording = events.make_events(t, x[order], y[order], rng.integers(0, 2, n + hot))
+    np.savez(path, t=recording["t"], x=recording["x"], y=recording["y"], p=recording["p"])
+    at_hot = int(((recording["x"] == 40) & (recording["y"] == 50)).sum())
+    return path, recording, at_hot
+
+
+def dv_background_activity(recording: np.ndarray, window_us: int) -> np.ndarray:
+    """dv-processing's BackgroundActivityNoiseFilter (the convention ours matches past the first window)."""
+    import datetime
+
+    import dv_processing as dv
+
+    store = dv.EventStore()
+    for t, x, y, p in recording.tolist():
+        store.push_back(t, x, y, bool(p))
+    noise_filter = dv.noise.BackgroundActivityNoiseFilter((128, 128), datetime.timedelta(microseconds=window_us))
+    noise_filter.accept(store)
+    out = noise_filter.generateEvents().numpy()
+    return events.make_events(out["timestamp"], out["x"], out["y"], out["polarity"])
+
+
+def test_noise_filters_are_the_models_and_a_request_overrides_them(client, repo, manifest, tmp_path):
+    path, recording, at_hot = noisy_recording(tmp_path / "noisy.npz")
+    without_hot = recording[(recording["x"] != 40) | (recording["y"] != 50)]
+    survivors = dv_background_activity(without_hot, 2000)
+    plain = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height)
+    expected_scores = run_onnx(repo, events.frame_events(survivors, (128, 128), plain))[0]
+    filtered = {
+        "denoise_us": 2000,
+        "hot_pixels": True,
+        "hot_pixels_found": 1,
+        "removed": {"hot_pixels": at_hot, "background_activity": len(without_hot) - len(survivors)},
+    }
+    unfiltered = {
+        "denoise_us": 0,
+        "hot_pixels": False,
+        "hot_pixels_found": 0,
+        "removed": {"hot_pixels": 0, "background_activity": 0},
+    }
+    by_default = classify(client, path, url="/v1/models/denoised/classify", top_k=10).json()
+    overridden = classify(client, path, top_k=10, denoise_us=2000, hot_pixels="true").json()
+    turned_off = classify(client, path, url="/v1/models/denoised/classify", denoise_us=0, hot_pixels="false")
+    for body in (by_default, overridden):
+        assert body["input"]["noise"] == filtered
+        scores = {c["index"]: c["score"] for c in body["top_k"]}
+        assert np.allclose([scores[i] for i in range(10)], expected_scores, atol=1e-6)
+    assert turned_off.json()["input"]["noise"] == unfiltered
+    assert turned_off.json()["input"]["events"] == len(recording)
+    unfiltered_scores = run_onnx(repo, events.frame_events(recording, (128, 128), plain))[0]
+    assert turned_off.json()["prediction"]["score"] == pytest.approx(unfiltered_scores.max(), abs=1e-6)
+
+
+def test_noise_parameters_out_of_range_are_422_problems(client, recordings):
+    path = recordings["aedat4"]
+    for form in ({"denoise_us": -1}, {"denoise_us": 10**8}, {"denoise_us": "2ms"}, {"hot_pixels": "maybe"}):
+        assert_problem(classify(client, path, **form), 422)
 
 
 def test_undecodable_files_are_400_and_unknown_formats_415(client, recordings, tmp_path):

@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from models.checkpoint import load_checkpoint
+from events import FramingSpec
+from models.checkpoint import ModelCard, load_checkpoint
 from models.datasets.synthetic import CameraParams, generate_recording, split_seed
+from models.evaluate import main as evaluate_main
 from models.evaluate import run as evaluate_checkpoint
 from models.train import train
 
@@ -18,6 +20,7 @@ def trained(tmp_path_factory):
         "--arch", "demo", "--input-size", "16", "16", "-T", "4", "--channels", "8", "16",
         "--train-size", "200", "--test-size", "60", "--duration-s", "0.15", "0.3",
         "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--seed", "0",
+        "--denoise-us", "2000", "--hot-pixels", "--noise-max-hz", "5", "--hot-density", "0.001",
         "--cache-dir", str(folder / "cache"), "--out", str(folder / "tiny.safetensors"), "--quiet",
     ]  # fmt: skip
     path, history = train(argv)
@@ -45,6 +48,13 @@ def test_the_checkpoint_loads_with_a_complete_card(trained):
     assert card.training["epochs"] == 4 and card.training["seed"] == 0
     assert card.training["command"].startswith("python -m models.train --arch demo")
     assert card.training["wall_time_s"] > 0
+    assert (card.denoise_us, card.hot_pixels) == (2000, True)
+    assert card.framing_spec() == FramingSpec(4, 16, 16, "number", denoise_us=2000, hot_pixels=True)
+    assert card.training["noise_augmentation"] == {
+        "rate_hz": [0.0, 5.0],
+        "hot_density": 0.001,
+        "hot_rate_hz": [200.0, 2000.0],
+    }
     assert json.loads(path.with_suffix(".json").read_text())["arch"]["channels"] == [8, 16]
     assert not model.training
 
@@ -68,3 +78,42 @@ def test_evaluate_reproduces_the_reported_accuracy_on_the_same_split(trained, tm
     assert result.recordings == 60
     assert result.accuracy == pytest.approx(history[-1].test_accuracy)
     assert set(result.per_class) == set(load_checkpoint(path)[1].classes)
+
+
+def test_cards_written_before_the_noise_filters_load_with_them_off(trained):
+    path, _ = trained
+    card = json.loads(path.with_suffix(".json").read_text())
+    del card["denoise_us"], card["hot_pixels"]
+    old = ModelCard.from_dict(card)
+    assert (old.denoise_us, old.hot_pixels) == (0, False)
+    assert old.framing_spec() == FramingSpec(4, 16, 16)
+
+
+def test_evaluate_prints_accuracy_per_noise_level_on_the_same_recordings(trained, capsys):
+    path, _ = trained
+    clean = evaluate_checkpoint(path, size=30, seed=0, cache_dir=None)
+    evaluate_main(
+        [
+            str(path),
+            "--size",
+            "30",
+            "--seed",
+            "0",
+            "--noise-hz",
+            "0",
+            "--noise-hz",
+            "40",
+            "--json",
+            "--cache-dir",
+            str(path.parent / "eval-cache"),
+        ]
+    )
+    levels = json.loads(capsys.readouterr().out)
+    assert [level["noise"] for level in levels] == [
+        None,
+        {"rate_hz": [40.0, 40.0], "hot_density": 0.0, "hot_rate_hz": [200.0, 2000.0]},
+    ]
+    assert levels[0]["accuracy"] == clean.accuracy
+    assert all(level["framing"]["denoise_us"] == 2000 and level["framing"]["hot_pixels"] for level in levels)
+    unfiltered = evaluate_checkpoint(path, size=30, seed=0, cache_dir=None, denoise_us=0, hot_pixels=False)
+    assert unfiltered.framing == {**levels[0]["framing"], "denoise_us": 0, "hot_pixels": False}

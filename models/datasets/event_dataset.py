@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from events import FramingSpec, frame_events
+from models.datasets.sensor_noise import SensorNoise, add_noise
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,12 @@ class EventDataset(Dataset):
     """``(frames float32 [T, 2, h, w], label)`` pairs from ``samples``, framed per ``spec``.
 
     ``cache=True`` keeps each framed tensor after its first access (the synthetic set and
-    small real subsets fit in memory; this makes epochs after the first cheap).
+    small real subsets fit in memory; this makes epochs after the first cheap). ``noise``, when
+    set, is added to each recording before framing, drawn from ``(noise_seed, index)``.
     """
+
+    noise: SensorNoise | None = None
+    noise_seed: int = 0
 
     def __init__(
         self,
@@ -55,7 +60,10 @@ class EventDataset(Dataset):
     def frames(self, index: int) -> torch.Tensor:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        frames = torch.from_numpy(frame_events(self.samples[index].events(), self.sensor_size, self.spec))
+        events = self.samples[index].events()
+        if self.noise is not None:
+            events = add_noise(events, self.sensor_size, self.noise, np.random.default_rng([self.noise_seed, index]))
+        frames = torch.from_numpy(frame_events(events, self.sensor_size, self.spec))
         if self._cache is not None:
             self._cache[index] = frames
         return frames

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from events import EVENT_DTYPE, FramingSpec, frame_events, make_events
 from models.datasets.event_dataset import EventDataset, Sample
+from models.datasets.sensor_noise import SensorNoise, add_noise
 
 GESTURES = (
     "swipe_left",
@@ -44,6 +45,7 @@ GESTURES = (
 )
 SENSOR_SIZE = (128, 128)
 GENERATOR_VERSION = 2  # bump when the output for a given (label, seed, index, params) changes
+NOISE_STREAM = 0x6E6F6973  # a recording's added noise is drawn apart from its simulation
 CACHE_DIR = Path(__file__).resolve().parents[2] / "runs" / "cache"
 
 
@@ -267,8 +269,24 @@ def split_seed(seed: int, split: str) -> int:
     return 2 * int(seed) + (split == "test")
 
 
-def _frame_chunk(indices: list[int], seed: int, spec: FramingSpec, params: CameraParams) -> np.ndarray:
-    frames = [frame_events(generate_recording(i % len(GESTURES), seed, i, params), SENSOR_SIZE, spec) for i in indices]
+def noisy_recording(
+    label: int, seed: int, index: int, params: CameraParams = CameraParams(), noise: SensorNoise = SensorNoise()
+) -> np.ndarray:
+    """``generate_recording`` with ``noise`` added, drawn from its own stream of the same seed."""
+    return with_noise(generate_recording(label, seed, index, params), seed, index, noise)
+
+
+def with_noise(events: np.ndarray, seed: int, index: int, noise: SensorNoise) -> np.ndarray:
+    """Recording ``(seed, index)``'s ``events`` with ``noise`` added as ``noisy_recording`` adds it."""
+    return add_noise(events, SENSOR_SIZE, noise, np.random.default_rng([int(seed), int(index), NOISE_STREAM]))
+
+
+def _frame_chunk(
+    indices: list[int], seed: int, spec: FramingSpec, params: CameraParams, noise: SensorNoise
+) -> np.ndarray:
+    frames = [
+        frame_events(noisy_recording(i % len(GESTURES), seed, i, params, noise), SENSOR_SIZE, spec) for i in indices
+    ]
     return _compact(np.stack(frames))
 
 
@@ -288,11 +306,13 @@ class FramedDataset(EventDataset):
         return self.framed[index].float()
 
 
-def _cache_path(seed: int, size: int, spec: FramingSpec, params: CameraParams, cache_dir: Path) -> Path:
-    key = json.dumps(
-        {"v": GENERATOR_VERSION, "seed": seed, "size": size, "spec": spec.to_dict(), "params": asdict(params)},
-        sort_keys=True,
-    )
+def _cache_path(
+    seed: int, size: int, spec: FramingSpec, params: CameraParams, noise: SensorNoise, cache_dir: Path
+) -> Path:
+    key = {"v": GENERATOR_VERSION, "seed": seed, "size": size, "spec": spec.to_dict(), "params": asdict(params)}
+    if noise.active:
+        key["noise"] = asdict(noise)
+    key = json.dumps(key, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir / f"synthetic-{seed}-{size}-{digest}.npy"
 
@@ -307,17 +327,21 @@ def open_synthetic(
     workers: int | None = None,
     cache_dir: str | os.PathLike | None = CACHE_DIR,
     params: CameraParams = CameraParams(),
+    noise: SensorNoise = SensorNoise(),
 ) -> EventDataset:
     """The ``synthetic`` opener: ``size`` recordings of the split, classes balanced (label = index % 10).
 
-    ``root`` is ignored (nothing to download). ``cache_dir=None`` disables the frame cache.
+    ``root`` is ignored (nothing to download). ``cache_dir=None`` disables the frame cache. ``noise``
+    is added to each recording before framing (augmentation, or evaluation under noise).
     """
     generator_seed = split_seed(seed, split)
     samples = [
-        Sample(partial(generate_recording, i % len(GESTURES), generator_seed, i, params), i % len(GESTURES), f"#{i}")
+        Sample(
+            partial(noisy_recording, i % len(GESTURES), generator_seed, i, params, noise), i % len(GESTURES), f"#{i}"
+        )
         for i in range(size)
     ]
-    path = _cache_path(generator_seed, size, spec, params, Path(cache_dir)) if cache_dir is not None else None
+    path = _cache_path(generator_seed, size, spec, params, noise, Path(cache_dir)) if cache_dir is not None else None
     if path is not None and path.exists():
         frames = np.load(path)
     else:
@@ -326,10 +350,12 @@ def open_synthetic(
         chunks = [c for c in chunks if c]
         if workers > 1 and size > 16:
             with ProcessPoolExecutor(workers) as pool:
-                work = pool.map(partial(_frame_chunk, seed=generator_seed, spec=spec, params=params), chunks)
+                work = pool.map(
+                    partial(_frame_chunk, seed=generator_seed, spec=spec, params=params, noise=noise), chunks
+                )
                 parts = list(tqdm(work, total=len(chunks), desc=f"simulating {size} {split} recordings", leave=False))
         else:
-            parts = [_frame_chunk(c, generator_seed, spec, params) for c in chunks]
+            parts = [_frame_chunk(c, generator_seed, spec, params, noise) for c in chunks]
         frames = np.empty((size, spec.time_steps, 2, spec.height, spec.width), dtype=np.int32)
         for chunk, part in zip(chunks, parts, strict=True):
             frames[chunk] = part

@@ -24,7 +24,7 @@ from service.early_decision import NOTE as EARLY_DECISION_NOTE
 from service.early_decision import decide, decided_energy_pj
 from service.energy import EnergyProfile, estimate
 from service.frame_payload import encode_frames
-from service.ingest import IngestLimits, Prepared, prepare
+from service.ingest import IngestLimits, Prepared, framing_spec, prepare
 from service.problems import Problem
 from service.registry import ServedModel
 from service.routes.inference_steps import (
@@ -46,6 +46,7 @@ from service.security import require_api_key
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(require_api_key)])
 
 DEFAULT_TOP_K = 5
+MAX_DENOISE_US = 10_000_000  # a 10 s window already keeps every event of a noisy pixel's neighbourhood
 
 
 @dataclass
@@ -60,6 +61,8 @@ class ClassifyParams:
     energy_profile: str | None
     early_exit: float | None = None
     include_frames: bool = False
+    denoise_us: int | None = None
+    hot_pixels: bool | None = None
 
 
 async def classify_form(
@@ -77,6 +80,10 @@ async def classify_form(
         ),
     ] = None,
     include: Annotated[str | None, Form(description="'frames': add input.frames, the frames the model saw")] = None,
+    denoise_us: Annotated[
+        int | None, Form(ge=0, le=MAX_DENOISE_US, description="background-activity window, us; 0 = off")
+    ] = None,
+    hot_pixels: Annotated[bool | None, Form(description="drop hot pixels' events (default: the model's)")] = None,
 ) -> ClassifyParams:
     if file is not None and files:
         raise Problem(422, "invalid-parameters", "send either 'file' or 'files', not both")
@@ -95,6 +102,8 @@ async def classify_form(
         energy_profile or None,
         early_exit,
         include == "frames",
+        denoise_us=denoise_us,
+        hot_pixels=hot_pixels,
     )
 
 
@@ -178,8 +187,9 @@ async def _prepare_all(
     loop = asyncio.get_running_loop()
     names = [_safe_name(upload.filename) for upload in params.uploads]
     manifest, pool = model.manifest, ctx.decode_pool
+    spec = framing_spec(manifest, params.denoise_us, params.hot_pixels)
     jobs = [
-        loop.run_in_executor(pool, prepare, upload.file, name, params.format, override, manifest, limits)
+        loop.run_in_executor(pool, prepare, upload.file, name, params.format, override, manifest, limits, spec)
         for upload, name in zip(params.uploads, names, strict=True)
     ]
     outcomes = await asyncio.gather(*jobs, return_exceptions=True)

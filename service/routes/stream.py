@@ -33,6 +33,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 import events
 from events.stream_windows import WindowAssembler, WindowCut
+from events.windows import frame_window
 from service.batcher import Overloaded
 from service.dependencies import AppContext
 from service.ingest import framing_spec, model_sensor
@@ -191,9 +192,7 @@ class StreamSession:
         closed_at = time.perf_counter()
         jobs = []
         for cut in cuts:
-            frames = None
-            if len(cut.events) >= max(self.config.min_events, self.spec.time_steps):
-                frames = events.frame_events(cut.events, self._sensor(), self.spec)
+            frames = frame_window(cut.events, self._sensor(), self.spec, self.config.min_events)
             jobs.append(WindowJob(cut, frames, closed_at))
         return jobs
 
