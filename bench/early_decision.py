@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         manifest = export_checkpoint(DEMO, Path(tmp), name="demo", formats=("onnx",), parity_samples=2)
         session = onnx_session(Path(tmp) / "demo" / "1" / "model.onnx")
+        inp = manifest.input  # the model's own framing, noise filters included, as the service frames
         spec = events.FramingSpec(
-            manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by
+            manifest.time_steps, inp.width, inp.height, inp.split_by, inp.denoise_us, inp.hot_pixels
         )
         workers = min(2, os.cpu_count() or 1)
         chunks = [list(range(i, args.recordings, workers * 4)) for i in range(workers * 4)]

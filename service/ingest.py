@@ -39,6 +39,9 @@ class Prepared:
     frame_s: float
 
 
+MAX_DENOISE_US = 10_000_000  # a 10 s window already keeps every event of a noisy pixel's neighbourhood
+
+
 def framing_spec(
     manifest: Manifest, denoise_us: int | None = None, hot_pixels: bool | None = None
 ) -> events.FramingSpec:
@@ -167,15 +170,17 @@ def prepare_windows(
     manifest: Manifest,
     limits: IngestLimits,
     params: WindowParams,
+    spec: events.FramingSpec | None = None,
 ) -> PreparedWindows:
     """Decode ``stream`` and frame each busy window of it as one sample (each window's noise filtered on its own)."""
     started = time.perf_counter()
     recording, sensor, info = _decode_for_model(stream, filename, format, sensor_override, manifest, limits)
     decoded = time.perf_counter()
+    spec = spec or framing_spec(manifest)
     windows = events.frame_windows(
         recording.events,
         sensor,
-        framing_spec(manifest),
+        spec,
         window_us=params.window_us,
         stride_us=params.stride_us,
         min_events=params.min_events,
@@ -183,6 +188,7 @@ def prepare_windows(
     )
     framed = time.perf_counter()
     info.update(window_us=params.window_us, stride_us=params.stride_us, min_events=params.min_events)
+    info["noise"] = {"denoise_us": spec.denoise_us, "hot_pixels": spec.hot_pixels}
     return PreparedWindows(windows=windows, input=info, decode_s=decoded - started, frame_s=framed - decoded)
 
 

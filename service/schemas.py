@@ -185,7 +185,8 @@ class TimelineInput(BaseModel):
     time_steps: int
     window_us: int
     stride_us: int
-    min_events: int = Field(description="fewer events make a window idle")
+    min_events: int = Field(description="fewer events (before or after the noise filters) make a window idle")
+    noise: dict = Field(description="the noise filters applied to each window on its own: denoise_us, hot_pixels")
 
 
 class WindowDecision(BaseModel):

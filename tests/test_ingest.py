@@ -105,6 +105,12 @@ def test_the_response_describes_the_input(manifest):
         "sensor_size": [201, 97],
         "sensor_from_header": False,
         "time_steps": 1,
+        "noise": {  # this manifest has no noise filters, and none were asked for
+            "denoise_us": 0,
+            "hot_pixels": False,
+            "hot_pixels_found": 0,
+            "removed": {"hot_pixels": 0, "background_activity": 0},
+        },
     }
 
 

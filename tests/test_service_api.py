@@ -213,7 +213,10 @@ def test_early_exit_reports_the_decision_step_and_the_energy_up_to_it(client, re
     path = next(iter(recordings.values()))
     recording = events.load(path)
     sensor = events.resolve_sensor_size(recording, (manifest.input.sensor_width, manifest.input.sensor_height))
-    spec = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
+    inp = manifest.input
+    spec = events.FramingSpec(
+        manifest.time_steps, inp.width, inp.height, inp.split_by, inp.denoise_us, inp.hot_pixels
+    )  # the model's noise filters too, as the server frames
     frames = events.frame_events(recording.events, sensor, spec)
     session = ort.InferenceSession(str(repo / "demo" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     step_scores, step_sops = (out[0] for out in session.run(["step_scores", "step_sops"], {"frames": frames[None]}))

@@ -103,7 +103,8 @@ def test_include_frames_adds_the_counts_the_model_saw(client, repo):
     manifest = Manifest.read(repo / "demo" / "1")
     recording = events.load(path)
     sensor = events.resolve_sensor_size(recording, (manifest.input.sensor_width, manifest.input.sensor_height))
-    spec = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
+    inp = manifest.input  # the model's framing spec, noise filters included, as the server frames
+    spec = events.FramingSpec(manifest.time_steps, inp.width, inp.height, inp.split_by, inp.denoise_us, inp.hot_pixels)
     expected = events.frame_events(recording.events, sensor, spec).astype(np.int64)
 
     def post(**form):
@@ -115,7 +116,8 @@ def test_include_frames_adds_the_counts_the_model_saw(client, repo):
     assert frames["dtype"] == "uint16"
     counts = np.frombuffer(base64.b64decode(frames["data"]), dtype="<u2").reshape(frames["shape"])
     np.testing.assert_array_equal(counts.astype(np.int64), expected)
-    assert counts.sum() == len(recording)
+    removed = post().json()["input"]["noise"]["removed"]  # every event counts, but those the filters dropped
+    assert counts.sum() == len(recording) - removed["hot_pixels"] - removed["background_activity"]
 
     plain = post().json()
     assert "frames" not in plain["input"]

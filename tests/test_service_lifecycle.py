@@ -150,7 +150,8 @@ def test_torchscript_backend_matches_onnx(repo, tmp_path_factory):
     assert model["backend"] == "torchscript" and model["device"] == "cpu"
     manifest = Manifest.read(repo / "demo" / "1")
     recording = events.load(AEDAT4_SAMPLE)
-    spec = events.FramingSpec(manifest.time_steps, manifest.input.width, manifest.input.height, manifest.input.split_by)
+    inp = manifest.input  # the model's framing spec, noise filters included, as the server frames
+    spec = events.FramingSpec(manifest.time_steps, inp.width, inp.height, inp.split_by, inp.denoise_us, inp.hot_pixels)
     frames = events.frame_events(recording.events, recording.sensor_size, spec)
     session = ort.InferenceSession(str(repo / "demo" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     scores, spikes, sops = session.run(["scores", "spikes", "sops"], {"frames": frames[None]})

@@ -7,7 +7,8 @@ import pytest
 
 from events import FramingSpec
 from models.checkpoint import ModelCard, load_checkpoint
-from models.datasets.synthetic import CameraParams, generate_recording, split_seed
+from models.datasets.sensor_noise import SensorNoise
+from models.datasets.synthetic import CameraParams, noisy_recording, split_seed
 from models.evaluate import main as evaluate_main
 from models.evaluate import run as evaluate_checkpoint
 from models.train import train
@@ -62,10 +63,10 @@ def test_the_checkpoint_loads_with_a_complete_card(trained):
 def test_the_card_records_the_median_training_recording_duration_and_events_for_streams(trained):
     path, _ = trained
     _, card = load_checkpoint(path)
-    params = CameraParams(duration_s=(0.15, 0.3))
+    params, noise = CameraParams(duration_s=(0.15, 0.3)), SensorNoise.up_to(5.0, 0.001)
     spans, counts = [], []
-    for i in range(200):  # every training recording: label i % 10, the train split's seed
-        t = generate_recording(i % 10, split_seed(0, "train"), i, params)["t"]
+    for i in range(200):  # every training recording as trained on (augmentation noise added): label i % 10
+        t = noisy_recording(i % 10, split_seed(0, "train"), i, params, noise)["t"]
         spans.append(int(t[-1]) - int(t[0]))
         counts.append(len(t))
     assert card.window_us == int(np.median(spans)) and card.window_events == int(np.median(counts))

@@ -24,7 +24,7 @@ from service.early_decision import NOTE as EARLY_DECISION_NOTE
 from service.early_decision import decide, decided_energy_pj
 from service.energy import EnergyProfile, estimate
 from service.frame_payload import encode_frames
-from service.ingest import IngestLimits, Prepared, framing_spec, prepare
+from service.ingest import MAX_DENOISE_US, IngestLimits, Prepared, framing_spec, prepare
 from service.problems import Problem
 from service.registry import ServedModel
 from service.routes.inference_steps import (
@@ -46,7 +46,6 @@ from service.security import require_api_key
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(require_api_key)])
 
 DEFAULT_TOP_K = 5
-MAX_DENOISE_US = 10_000_000  # a 10 s window already keeps every event of a noisy pixel's neighbourhood
 
 
 @dataclass

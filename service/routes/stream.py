@@ -36,7 +36,7 @@ from events.stream_windows import WindowAssembler, WindowCut
 from events.windows import frame_window
 from service.batcher import Overloaded
 from service.dependencies import AppContext
-from service.ingest import framing_spec, model_sensor
+from service.ingest import MAX_DENOISE_US, framing_spec, model_sensor
 from service.problems import Problem
 from service.registry import ServedModel
 from service.routes.inference_steps import (
@@ -54,7 +54,17 @@ log = logging.getLogger("stlsnn.stream")
 
 UNSUPPORTED, POLICY, TOO_BIG, INTERNAL, TRY_LATER, UNKNOWN_MODEL = 1003, 1008, 1009, 1011, 1013, 4404
 IDLE_PER_BUSY = 64  # queued windows of any kind per window that may wait for the model
-CONFIG_KEYS = {"format", "sensor_size", "window_ms", "stride_ms", "min_events", "early_exit", "api_key"}
+CONFIG_KEYS = {
+    "format",
+    "sensor_size",
+    "window_ms",
+    "stride_ms",
+    "min_events",
+    "early_exit",
+    "denoise_us",
+    "hot_pixels",
+    "api_key",
+}
 
 
 class StreamClosed(Exception):
@@ -73,6 +83,8 @@ class StreamConfig:
     stride_us: int
     min_events: int
     early_exit: float | None
+    denoise_us: int | None = None
+    hot_pixels: bool | None = None
 
 
 @dataclass
@@ -141,7 +153,7 @@ class StreamSession:
         limits = events.DecodeLimits(max_events=2**62, max_decompressed_bytes=settings.max_decompressed_bytes)
         self.decoder = events.StreamDecoder(config.format, config.sensor_size, limits=limits)
         self.assembler = WindowAssembler(config.window_us, config.stride_us, settings.stream_max_buffered_events)
-        self.spec = framing_spec(model.manifest)
+        self.spec = framing_spec(model.manifest, config.denoise_us, config.hot_pixels)
         self.pending: asyncio.Queue[WindowJob | None] = asyncio.Queue()
         self.busy_pending = 0  # queued windows that need the model
         self.max_busy = settings.stream_max_pending_windows
@@ -275,7 +287,14 @@ def _config(message: dict, model: ServedModel, ctx: AppContext) -> StreamConfig:
     if early_exit is not None and (isinstance(early_exit, bool) or not isinstance(early_exit, int | float)):
         raise Problem(422, "invalid-parameters", "early_exit must be a number in (0, 1]")
     check_early_exit(early_exit)
-    return StreamConfig(format, sensor, int(window_us), int(stride_us), min_events, early_exit)
+    denoise_us, hot_pixels = message.get("denoise_us"), message.get("hot_pixels")
+    if denoise_us is not None and (
+        isinstance(denoise_us, bool) or not isinstance(denoise_us, int) or not 0 <= denoise_us <= MAX_DENOISE_US
+    ):
+        raise Problem(422, "invalid-parameters", f"denoise_us must be a whole number of us in 0..{MAX_DENOISE_US}")
+    if hot_pixels is not None and not isinstance(hot_pixels, bool):
+        raise Problem(422, "invalid-parameters", "hot_pixels must be true or false")
+    return StreamConfig(format, sensor, int(window_us), int(stride_us), min_events, early_exit, denoise_us, hot_pixels)
 
 
 def _positive_us(value, name: str) -> int | None:

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 import events
 from service.batcher import Overloaded
 from service.dependencies import AppContext, get_context
-from service.ingest import IngestLimits, WindowParams, prepare_windows
+from service.ingest import MAX_DENOISE_US, IngestLimits, WindowParams, framing_spec, prepare_windows
 from service.problems import Problem
 from service.registry import ServedModel
 from service.routes.inference_steps import (
@@ -55,6 +55,8 @@ class TimelineParams:
     sensor_size: str | None
     energy_profile: str | None
     early_exit: float | None
+    denoise_us: int | None = None
+    hot_pixels: bool | None = None
 
 
 async def timeline_form(
@@ -70,6 +72,10 @@ async def timeline_form(
     sensor_size: Annotated[str | None, Form(description="override the sensor size: 'W,H' or 'WxH'")] = None,
     energy_profile: Annotated[str | None, Form(description="energy profile name (default: the model's)")] = None,
     early_exit: Annotated[float | None, Form(description="early decision margin in (0, 1], per window")] = None,
+    denoise_us: Annotated[
+        int | None, Form(ge=0, le=MAX_DENOISE_US, description="background-activity window, us; 0 = off")
+    ] = None,
+    hot_pixels: Annotated[bool | None, Form(description="drop hot pixels' events (default: the model's)")] = None,
 ) -> TimelineParams:
     for name, value in (("window_ms", window_ms), ("stride_ms", stride_ms)):
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -78,7 +84,16 @@ async def timeline_form(
         raise Problem(422, "invalid-parameters", "min_events must be at least 1")
     check_early_exit(early_exit)
     return TimelineParams(
-        file, window_ms, stride_ms, min_events, format or None, sensor_size or None, energy_profile or None, early_exit
+        file,
+        window_ms,
+        stride_ms,
+        min_events,
+        format or None,
+        sensor_size or None,
+        energy_profile or None,
+        early_exit,
+        denoise_us,
+        hot_pixels,
     )
 
 
@@ -150,6 +165,7 @@ async def _timeline(request: Request, model: ServedModel, params: TimelineParams
             model.manifest,
             limits,
             windowing,
+            framing_spec(model.manifest, params.denoise_us, params.hot_pixels),
         )
     except BaseException as error:
         model.batcher.forget(1)
