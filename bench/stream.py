@@ -44,11 +44,11 @@ def recording(rate: float, seconds: float, seed: int = 0) -> tuple[bytes, np.nda
     return buffer.getvalue(), t
 
 
-def replay(url: str, data: bytes, seconds: float) -> dict:
+def replay(url: str, data: bytes, seconds: float, config: dict | None = None) -> dict:
     """Send ``data`` in real time over ``seconds``; collect every window message until the flush is acknowledged."""
     messages: list[dict] = []
     with connect(url, max_size=None) as ws:
-        ws.send(json.dumps({"format": "evt3"}))
+        ws.send(json.dumps({"format": "evt3", **(config or {})}))
         done = threading.Event()
 
         def receive() -> None:
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="1,5,20", help="million events per second, comma-separated")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--filters", choices=["model", "off"], default="model", help="the model's noise filters, or none per window"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             replay(url, recording(1e5, 1.0, seed=1)[0], 1.0)  # warm-up: the stream path's first compiled calls
             for rate in rates:
                 data, t = recording(rate * 1e6, args.seconds)
-                result = replay(url, data, args.seconds)
+                config = {"denoise_us": 0, "hot_pixels": False} if args.filters == "off" else {}
+                result = replay(url, data, args.seconds, config)
                 latencies = [w["latency_ms"] for w in result["windows"]]
                 dropped = result["ack"].get("dropped_windows", -1)
                 sent_rate = len(t) / result["sent_s"] / 1e6
@@ -116,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
             server.stop()
     load = os.getloadavg()[0]
     body = (
-        f"`python -m bench.stream --rates {args.rates} --seconds {args.seconds:g}`: uniformly random events on a "
+        f"`python -m bench.stream --rates {args.rates} --seconds {args.seconds:g} --filters {args.filters}`: "
+        f"noise filters per window: {'the model' + chr(39) + 's' if args.filters == 'model' else 'off'}; uniformly "
+        "random events on a "
         f"{SENSOR[0]}x{SENSOR[1]} sensor written as EVT 3.0, replayed in real time through the WebSocket in 64 KB "
         "messages to the demo model (its 590 ms window, stride 295 ms; server started with "
         f"`STLSNN_STREAM_MAX_BUFFERED_EVENTS={buffered}` so a window at the highest rate fits). `latency_ms` is the "
@@ -138,7 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(body)
     if not args.no_write:
-        write_section("stream", "Stream: real-time EVT 3.0 replay through the WebSocket", body)
+        title = "Stream: real-time EVT 3.0 replay through the WebSocket" + (
+            ", filters off" if args.filters == "off" else ""
+        )
+        write_section("stream" if args.filters == "model" else "stream-no-filters", title, body)
 
 
 if __name__ == "__main__":
