@@ -8,6 +8,7 @@ answer the same input with the same status whichever endpoint it reaches.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -78,6 +79,25 @@ def energy_profile(ctx: AppContext, model: ServedModel, name: str | None) -> Ene
             422, "invalid-parameters", f"unknown energy_profile {profile_name!r}; known: {', '.join(ctx.profiles)}"
         )
     return profile
+
+
+def window_defaults(
+    model: ServedModel, window_us: int | None, stride_us: int | None, min_events: int | None
+) -> tuple[int, int, int]:
+    """``(window_us, stride_us, min_events)`` of a timeline or stream, the manifest's where the request
+    gives none (DESIGN.md section 10): its window, half of it as stride, max(T, 1 % of a training
+    recording's events) as the idle threshold."""
+    spec = model.manifest.input
+    window_us = window_us if window_us is not None else spec.window_us
+    if not window_us:
+        raise Problem(422, "invalid-parameters", f"model {model.name!r} records no window length: send window_ms")
+    stride_us = stride_us if stride_us is not None else window_us // 2
+    if window_us < 1 or stride_us < 1:
+        raise Problem(422, "invalid-parameters", "window and stride must be at least 1 microsecond")
+    steps = model.manifest.time_steps
+    if min_events is None:
+        min_events = max(steps, math.ceil(0.01 * spec.window_events)) if spec.window_events else steps
+    return int(window_us), int(stride_us), min_events
 
 
 def parse_sensor_size(value: str | None) -> tuple[int, int] | None:

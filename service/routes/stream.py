@@ -45,6 +45,7 @@ from service.routes.inference_steps import (
     energy_profile,
     parse_sensor_size,
     require_step_outputs,
+    window_defaults,
 )
 from service.security import key_is_valid
 from service.timeline_report import window_report
@@ -274,15 +275,15 @@ def _config(message: dict, model: ServedModel, ctx: AppContext) -> StreamConfig:
     if isinstance(size, list) and len(size) == 2:
         size = f"{size[0]},{size[1]}"
     sensor = parse_sensor_size(size if size is None or isinstance(size, str) else "invalid")
-    spec = model.manifest.input
-    window_us = _positive_us(message.get("window_ms"), "window_ms") or spec.window_us
-    if not window_us:
-        raise Problem(422, "invalid-parameters", f"model {model.name!r} records no window length: send window_ms")
-    stride_us = _positive_us(message.get("stride_ms"), "stride_ms") or max(1, window_us // 2)
-    default_min = max(model.manifest.time_steps, math.ceil(0.01 * spec.window_events)) if spec.window_events else 1
-    min_events = message.get("min_events", default_min)
-    if not isinstance(min_events, int) or isinstance(min_events, bool) or min_events < 1:
+    min_events = message.get("min_events")
+    if min_events is not None and (not isinstance(min_events, int) or isinstance(min_events, bool) or min_events < 1):
         raise Problem(422, "invalid-parameters", "min_events must be a whole number >= 1")
+    window_us, stride_us, min_events = window_defaults(
+        model,
+        _positive_us(message.get("window_ms"), "window_ms"),
+        _positive_us(message.get("stride_ms"), "stride_ms"),
+        min_events,
+    )
     early_exit = message.get("early_exit")
     if early_exit is not None and (isinstance(early_exit, bool) or not isinstance(early_exit, int | float)):
         raise Problem(422, "invalid-parameters", "early_exit must be a number in (0, 1]")
@@ -294,7 +295,7 @@ def _config(message: dict, model: ServedModel, ctx: AppContext) -> StreamConfig:
         raise Problem(422, "invalid-parameters", f"denoise_us must be a whole number of us in 0..{MAX_DENOISE_US}")
     if hot_pixels is not None and not isinstance(hot_pixels, bool):
         raise Problem(422, "invalid-parameters", "hot_pixels must be true or false")
-    return StreamConfig(format, sensor, int(window_us), int(stride_us), min_events, early_exit, denoise_us, hot_pixels)
+    return StreamConfig(format, sensor, window_us, stride_us, min_events, early_exit, denoise_us, hot_pixels)
 
 
 def _positive_us(value, name: str) -> int | None:

@@ -34,6 +34,7 @@ from service.routes.inference_steps import (
     parse_sensor_size,
     require_step_outputs,
     wait_for_results,
+    window_defaults,
 )
 from service.routes.models import ModelName, find_model
 from service.schemas import TimelineResponse, problem_responses
@@ -121,20 +122,9 @@ async def timeline_default(
 
 def window_params(model: ServedModel, params: TimelineParams, max_windows: int) -> WindowParams:
     """The request's windowing, defaults from the manifest (DESIGN.md section 10)."""
-    spec = model.manifest.input
-    if params.window_ms is not None:
-        window_us = round(params.window_ms * 1000)
-    elif spec.window_us:
-        window_us = int(spec.window_us)
-    else:
-        raise Problem(422, "invalid-parameters", f"model {model.name!r} records no window length: send window_ms")
-    stride_us = round(params.stride_ms * 1000) if params.stride_ms is not None else window_us // 2
-    if window_us < 1 or stride_us < 1:
-        raise Problem(422, "invalid-parameters", "window and stride must be at least 1 microsecond")
-    steps = model.manifest.time_steps
-    default_min = max(steps, math.ceil(0.01 * spec.window_events)) if spec.window_events else steps
-    min_events = params.min_events if params.min_events is not None else default_min
-    return WindowParams(window_us, stride_us, min_events, max_windows)
+    window_us = round(params.window_ms * 1000) if params.window_ms is not None else None
+    stride_us = round(params.stride_ms * 1000) if params.stride_ms is not None else None
+    return WindowParams(*window_defaults(model, window_us, stride_us, params.min_events), max_windows)
 
 
 async def timeline(request: Request, model: ServedModel, params: TimelineParams, ctx: AppContext):
