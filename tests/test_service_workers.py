@@ -58,6 +58,12 @@ def server(tmp_path_factory):
         batch_wait="fixed",
     )
     srv.wait_ready()
+    # each worker loads its own models: one may answer /readyz 200 while the other still loads (and would
+    # answer 503); twenty 200s in a row on fresh connections, which either worker may accept, mean both serve
+    ready_in_a_row, deadline = 0, time.monotonic() + 60
+    while ready_in_a_row < 20:
+        assert time.monotonic() < deadline, "both workers never answered /readyz 200"
+        ready_in_a_row = ready_in_a_row + 1 if httpx.get(srv.url + "/readyz", timeout=5).status_code == 200 else 0
     yield srv
     srv.stop()
 
