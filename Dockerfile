@@ -89,6 +89,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY events events
 COPY export/__init__.py export/manifest.py export/
+COPY models/__init__.py models/energy.py models/
+COPY models/energy_profiles models/energy_profiles
 COPY service service
 RUN pip install --no-cache-dir --no-deps .
 USER 10001:10001

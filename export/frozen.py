@@ -40,28 +40,9 @@ from models.architectures import (
     SpikingNet,
     VoteSpec,
 )
+from models.sops import conv_fanout_map
 
 EXACT_FLOAT_INTEGERS = 2**24  # float32 holds every integer below this exactly
-
-
-def conv_fanout_map(
-    in_height: int, in_width: int, out_channels: int, kernel: int, stride: int, padding: int
-) -> torch.Tensor:
-    """``int64 [H, W]``: how many (output channel, output position) pairs each input position feeds.
-
-    The transposed convolution of an all-ones output with an all-ones kernel spreads each
-    output's connections back onto the input positions it reads; zero padding reads nothing.
-    """
-    out_h = (in_height + 2 * padding - kernel) // stride + 1
-    out_w = (in_width + 2 * padding - kernel) // stride + 1
-    extra_h = in_height - ((out_h - 1) * stride - 2 * padding + kernel)
-    extra_w = in_width - ((out_w - 1) * stride - 2 * padding + kernel)
-    ones_out = torch.ones(1, out_channels, out_h, out_w, dtype=torch.float64)
-    ones_kernel = torch.ones(out_channels, 1, kernel, kernel, dtype=torch.float64)
-    spread = F.conv_transpose2d(
-        ones_out, ones_kernel, stride=stride, padding=padding, output_padding=(extra_h, extra_w)
-    )
-    return spread[0, 0].round().long()
 
 
 def _step_activity(x: torch.Tensor, time_steps: int) -> torch.Tensor:

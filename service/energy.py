@@ -1,46 +1,18 @@
-"""Per-request energy estimate (DESIGN.md section 7): SNN synaptic operations vs dense ANN MACs.
+"""The response's ``energy`` object (DESIGN.md section 7): SNN synaptic operations vs dense ANN MACs.
 
-``snn_pj = E_AC * sum(SOPs)``, except that a profile with ``nonbinary_input: "mac"`` charges a
-layer fed non-binary input as dense MACs at every time step; ``ann_pj = E_MAC * dense MACs``
-of one pass; ``ratio = ann_pj / snn_pj`` (how many times less the SNN spends). Profiles are
-JSON files in ``energy_profiles/``.
+The pricing itself is ``models.energy`` (the one implementation training also uses); this module
+lays it out per layer for a manifest. ``ratio = ann_pj / snn_pj``: how many times less the SNN
+spends (above 1, the SNN is cheaper).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from export.manifest import Manifest
+from models.energy import PROFILES_DIR, EnergyProfile, ann_pj, charged_as_mac, layer_pj, load_profiles
 
-PROFILES_DIR = Path(__file__).resolve().parent / "energy_profiles"
-
-
-@dataclass(frozen=True)
-class EnergyProfile:
-    name: str
-    e_ac_pj: float
-    e_mac_pj: float
-    nonbinary_input: str  # "ac" (per SOP) or "mac" (dense MACs every time step)
-    source: str
-    assumptions: tuple[str, ...]
-    description: str = ""
-
-
-def load_profiles(directory: Path = PROFILES_DIR) -> dict[str, EnergyProfile]:
-    """Every ``*.json`` profile in ``directory``, by name."""
-    profiles = {}
-    for path in sorted(Path(directory).glob("*.json")):
-        data = json.loads(path.read_text())
-        data["assumptions"] = tuple(data.get("assumptions", ()))
-        profile = EnergyProfile(**data)
-        if profile.nonbinary_input not in ("ac", "mac"):
-            raise ValueError(f"{path.name}: nonbinary_input must be 'ac' or 'mac'")
-        profiles[profile.name] = profile
-    return profiles
+__all__ = ["PROFILES_DIR", "EnergyProfile", "estimate", "load_profiles"]
 
 
 def estimate(
@@ -52,11 +24,11 @@ def estimate(
     is unavailable, ``gpu_note`` then says why).
     """
     layers = []
-    snn_pj = 0.0
+    snn_total = 0.0
     for layer, count in zip(manifest.synaptic_layers, sops.tolist(), strict=True):
-        as_mac = profile.nonbinary_input == "mac" and not layer.binary_input
-        pj = profile.e_mac_pj * layer.macs * manifest.time_steps if as_mac else profile.e_ac_pj * count
-        snn_pj += pj
+        as_mac = charged_as_mac(layer, profile)
+        pj = layer_pj(layer, count, manifest.time_steps, profile)
+        snn_total += pj
         layers.append(
             {
                 "name": layer.name,
@@ -68,16 +40,16 @@ def estimate(
                 "pj": pj,
             }
         )
-    ann_pj = profile.e_mac_pj * manifest.dense_macs
+    ann_total = ann_pj(manifest.synaptic_layers, profile)
     return {
         "profile": profile.name,
         "e_ac_pj": profile.e_ac_pj,
         "e_mac_pj": profile.e_mac_pj,
         "sops": int(sum(int(c) for c in sops.tolist())),
         "dense_macs": manifest.dense_macs,
-        "snn_pj": snn_pj,
-        "ann_pj": ann_pj,
-        "ratio": ann_pj / snn_pj if snn_pj > 0 else None,
+        "snn_pj": snn_total,
+        "ann_pj": ann_total,
+        "ratio": ann_total / snn_total if snn_total > 0 else None,
         "layers": layers,
         "assumptions": list(profile.assumptions),
         "source": profile.source,

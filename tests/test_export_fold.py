@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from export_helpers import lively_model, random_frames, synthetic_frames
 
 from export.fold import fold_batchnorm
-from export.frozen import FrozenConv, FrozenLIF, FrozenLinear, conv_fanout_map, freeze
+from export.frozen import FrozenConv, FrozenLIF, FrozenLinear, freeze
 from export.parity import connection_count, reference_outputs, tie_flips
 from models.layers import BatchNorm2d, Conv2d
 from models.neuron import LIF
+from models.sops import conv_fanout_map
 
 
 def spike_trains(model, frames: torch.Tensor) -> dict[str, torch.Tensor]:

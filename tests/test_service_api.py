@@ -37,7 +37,7 @@ PROBLEM = "application/problem+json"
 MAX_UPLOAD = 2_000_000
 MAX_EVENTS = 500_000
 MAX_FILES = 4
-PROFILES = ROOT / "service" / "energy_profiles"
+PROFILES = ROOT / "models" / "energy_profiles"
 
 
 @pytest.fixture(scope="module")
