@@ -82,6 +82,7 @@ class ArchConfig:
     width: int = 32
     channels: tuple[int, ...] = (16, 32)
     kernel_size: int = 3
+    stem_stride: int = 1  # stride of the first conv: 2 reads a finer input for a quarter of the fan-out per event
     fc: tuple[int, ...] = (128,)
     classes: int = 10
     population: int = 10
@@ -145,8 +146,10 @@ def layer_specs(config: ArchConfig) -> list[LayerSpec]:
     pad = config.kernel_size // 2
     n = 0
     for n, out in enumerate(config.channels, start=1):
+        stride = config.stem_stride if n == 1 else 1
+        h, w = ((size + 2 * pad - config.kernel_size) // stride + 1 for size in (h, w))
         specs += [
-            ConvSpec(f"conv{n}", c, out, config.kernel_size, 1, pad),
+            ConvSpec(f"conv{n}", c, out, config.kernel_size, stride, pad),
             BatchNormSpec(f"bn{n}", out),
             LIFSpec(f"lif{n}", (out, h, w)),
             MaxPoolSpec(f"pool{n}", 2),

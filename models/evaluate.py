@@ -69,7 +69,8 @@ def run(
         card.dataset, data_root, "test", spec, size=size, seed=seed, params=params, cache_dir=cache_dir, noise=noise
     )
     loader = DataLoader(test_set, batch_size=batch_size)
-    accuracy, rates, predictions = evaluate(model, loader)
+    scored = evaluate(model, loader)
+    accuracy, rates, predictions = scored.accuracy, scored.spike_rates, scored.predictions
     labels = torch.tensor([s.label for s in test_set.samples])
     per_class = {
         name: float((predictions[labels == k] == k).float().mean()) if (labels == k).any() else float("nan")

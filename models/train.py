@@ -3,6 +3,9 @@
 Defaults follow the official STL-SNN code: Adam (lr 1e-3, weight decay 1e-6), ExponentialLR
 (gamma 0.93 per epoch), MSE between the voted firing rates and the one-hot target. ``--mode``
 picks what learns: ``stl`` weights and thresholds, ``sl`` weights only, ``tl`` thresholds only.
+``--sop-penalty`` adds the batch's estimated SNN/ANN energy ratio to the loss (``--target-rate``
+penalises firing above a rate per layer instead; ``models.sparsity``); every epoch reports the test
+set's median energy ratio, priced as the service prices a request.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
@@ -27,6 +32,10 @@ from models.checkpoint import ModelCard, save_checkpoint
 from models.datasets import DATASETS, EventDataset
 from models.datasets.sensor_noise import SensorNoise
 from models.datasets.synthetic import CACHE_DIR, CameraParams
+from models.energy import DEFAULT_PROFILE, load_profiles
+from models.sops import Activity, ActivityMeter
+from models.sparsity import RateTarget, SopEnergy
+from models.synaptic_cost import synaptic_costs
 
 
 @dataclass
@@ -40,6 +49,8 @@ class EpochStats:
     spike_rates: dict[str, float] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     samples_per_s: float = 0.0  # training passes per second in this epoch (forward + backward + step)
+    energy_ratio: float = 0.0  # median SNN/ANN energy estimate over the test set
+    penalty: float = 0.0  # mean sparsity penalty added to the loss in this epoch
 
 
 def use_cores(threads: int = 1) -> None:
@@ -57,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--time-steps", "-T", type=int, help="time bins T")
     p.add_argument("--population", "-P", type=int, help="voting neurons per class P")
     p.add_argument("--thresh-init", type=float, help="initial threshold of every neuron")
+    p.add_argument("--stem-stride", type=int, help="stride of the first conv (2: a quarter of its SOPs per event)")
+    p.add_argument("--sop-penalty", type=float, default=0.0, help="loss += this x the batch's SNN/ANN energy ratio")
+    p.add_argument("--target-rate", type=float, nargs="+", help="penalise firing above this rate (one, or per LIF)")
+    p.add_argument("--rate-penalty", type=float, default=10.0, help="weight of the squared excess over --target-rate")
+    p.add_argument("--energy-profile", default=DEFAULT_PROFILE, help="pricing of the penalty and reported ratio")
     p.add_argument("--dataset", default="synthetic", help=f"one of: {', '.join(sorted(DATASETS)) or 'synthetic'}")
     p.add_argument("--data-root", type=Path, help="folder of a real dataset")
     p.add_argument("--keep-frames", action="store_true", help="real datasets: keep framed samples in memory")
@@ -94,6 +110,7 @@ def arch_from_args(args: argparse.Namespace, classes: int) -> ArchConfig:
         time_steps=args.time_steps,
         population=args.population,
         thresh_init=args.thresh_init,
+        stem_stride=args.stem_stride,
         classes=classes,
         in_channels=2,  # event frames: OFF and ON counts (the mnist preset becomes its 2-channel variant)
     )
@@ -116,39 +133,80 @@ def open_split(
     return opened
 
 
-def evaluate(model: SpikingNet, loader: DataLoader) -> tuple[float, dict[str, float], torch.Tensor]:
-    """Accuracy, mean spike rate per LIF layer and the predictions over ``loader``, in eval mode."""
+@dataclass
+class Scored:
+    """What ``evaluate`` saw: accuracy, mean firing rate per LIF layer, predictions, SOPs ``[N, S]``."""
+
+    accuracy: float
+    spike_rates: dict[str, float]
+    predictions: torch.Tensor
+    sops: np.ndarray
+
+
+def evaluate(model: SpikingNet, loader: DataLoader) -> Scored:
+    """Accuracy, firing rates, predictions and per-sample SOPs over ``loader``, in eval mode."""
     model.eval()
-    lifs = model.lif_layers()
-    rates = dict.fromkeys(lifs, 0.0)
-    correct, seen, predictions = 0, 0, []
+    meter = ActivityMeter(model)
+    names = list(model.lif_layers())
+    rates = torch.zeros(len(names))
+    correct, seen, predictions, sops = 0, 0, [], []
     with torch.no_grad():
         for x, y in loader:
-            pred = model(x).argmax(1)
+            run = meter(x)
+            pred = run.scores.argmax(1)
             predictions.append(pred)
+            sops.append(run.sops.double().numpy())
             correct += int((pred == y).sum())
             seen += len(y)
-            for name, lif in lifs.items():
-                rates[name] += lif.spike_rate * len(y)
-    return correct / max(seen, 1), {k: v / max(seen, 1) for k, v in rates.items()}, torch.cat(predictions)
+            rates += run.rates * len(y)
+    rates /= max(seen, 1)
+    return Scored(
+        correct / max(seen, 1),
+        dict(zip(names, rates.tolist(), strict=True)),
+        torch.cat(predictions),
+        np.concatenate(sops) if sops else np.zeros((0, len(meter.fanouts))),
+    )
 
 
-def train_epoch(model, loader, optimizer, classes: int, bar) -> tuple[float, float, int]:
-    """One pass over ``loader``: mean MSE loss, training accuracy and samples seen."""
+Penalty = Callable[[Activity], torch.Tensor]
+
+
+def train_epoch(
+    model: SpikingNet, loader: DataLoader, optimizer, classes: int, bar, penalty: Penalty | None = None
+) -> tuple[float, float, int, float]:
+    """One pass over ``loader``: mean MSE loss, training accuracy, samples seen and mean penalty."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    meter = ActivityMeter(model)
+    total_loss, total_penalty, correct, seen = 0.0, 0.0, 0, 0
     for x, y in loader:
-        out = model(x)
-        loss = F.mse_loss(out, F.one_hot(y, classes).float())
+        run = meter(x)
+        loss = F.mse_loss(run.scores, F.one_hot(y, classes).float())
+        extra = penalty(run) if penalty is not None else None
         optimizer.zero_grad()
-        loss.backward()
+        (loss + extra if extra is not None else loss).backward()
         optimizer.step()
         total_loss += float(loss.detach()) * len(y)
-        correct += int((out.argmax(1) == y).sum())
+        total_penalty += float(extra.detach()) * len(y) if extra is not None else 0.0
+        correct += int((run.scores.argmax(1) == y).sum())
         seen += len(y)
         bar.update(len(y))
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return total_loss / seen, correct / seen, seen
+    return total_loss / seen, correct / seen, seen, total_penalty / seen
+
+
+def sparsity_penalty(args: argparse.Namespace, energy: SopEnergy, layers: int) -> Penalty | None:
+    """The penalty the flags ask for (SOP energy, rate targets, both or none)."""
+    if args.target_rate and len(args.target_rate) not in (1, layers):
+        raise SystemExit(f"--target-rate takes one rate or one per LIF layer ({layers})")
+    targets = RateTarget(torch.tensor(args.target_rate).expand(layers).clone()) if args.target_rate else None
+    if not args.sop_penalty and targets is None:
+        return None
+
+    def penalty(run: Activity) -> torch.Tensor:
+        total = args.sop_penalty * energy.penalty(run.sops) if args.sop_penalty else run.scores.new_zeros(())
+        return total + args.rate_penalty * targets.penalty(run.rates) if targets is not None else total
+
+    return penalty
 
 
 def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
@@ -172,6 +230,11 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
     config = arch_from_args(args, classes)
     model = SpikingNet(config)
     learnable = apply_learning_mode(model, args.mode)
+    profiles = load_profiles()
+    if args.energy_profile not in profiles:
+        raise SystemExit(f"unknown energy profile {args.energy_profile!r}; profiles: {', '.join(sorted(profiles))}")
+    energy = SopEnergy(synaptic_costs(config, model.specs, False), profiles[args.energy_profile], config.time_steps)
+    penalty = sparsity_penalty(args, energy, len(model.lif_layers()))
     optimizer = torch.optim.Adam(learnable, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma)
     loader_rng = torch.Generator().manual_seed(args.seed)
@@ -189,16 +252,28 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
         for epoch in range(1, args.epochs + 1):
             bar.set_description(f"epoch {epoch}/{args.epochs}")
             tick = time.perf_counter()
-            loss, train_acc, seen = train_epoch(model, train_loader, optimizer, classes, bar)
+            loss, train_acc, seen, mean_penalty = train_epoch(model, train_loader, optimizer, classes, bar, penalty)
             epoch_seconds = time.perf_counter() - tick
             scheduler.step()
-            test_acc, rates, _ = evaluate(model, test_loader)
+            scored = evaluate(model, test_loader)
+            ratio = float(np.median(energy.ratios(scored.sops))) if len(scored.sops) else float("nan")
             thresholds = {name: float(lif.thresh.detach().mean()) for name, lif in model.lif_layers().items()}
-            stats = EpochStats(epoch, loss, train_acc, test_acc, rates, thresholds, seen / max(epoch_seconds, 1e-9))
+            stats = EpochStats(
+                epoch,
+                loss,
+                train_acc,
+                scored.accuracy,
+                scored.spike_rates,
+                thresholds,
+                seen / max(epoch_seconds, 1e-9),
+                ratio,
+                mean_penalty,
+            )
             history.append(stats)
             bar.write(
-                f"epoch {epoch}: loss {loss:.4f}  train {train_acc:.3f}  test {test_acc:.3f}  "
-                f"rate {' '.join(f'{k}={v:.3f}' for k, v in rates.items())}  "
+                f"epoch {epoch}: loss {loss:.4f}  penalty {mean_penalty:.4f}  train {train_acc:.3f}  "
+                f"test {scored.accuracy:.3f}  energy snn/ann {ratio:.3f}  "
+                f"rate {' '.join(f'{k}={v:.3f}' for k, v in scored.spike_rates.items())}  "
                 f"thresh {' '.join(f'{k}={v:.3f}' for k, v in thresholds.items())}"
             )
     window_us, window_events = train_set.recording_medians()
@@ -221,6 +296,8 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
             "test_recordings": len(test_set),
             "spike_rates": {k: round(v, 4) for k, v in last.spike_rates.items()},
             "mean_thresholds": {k: round(v, 4) for k, v in last.thresholds.items()},
+            "energy_ratio": round(last.energy_ratio, 4),
+            "energy_profile": args.energy_profile,
         },
         training={
             "command": "python -m models.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
@@ -234,6 +311,8 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
             "wall_time_s": round(wall, 1),
             "samples_per_s": round(statistics.median(s.samples_per_s for s in history), 1),
             "threads": torch.get_num_threads(),
+            "sop_penalty": args.sop_penalty,
+            **({"target_rate": args.target_rate, "rate_penalty": args.rate_penalty} if args.target_rate else {}),
             **({"synthetic_camera": asdict(camera)} if args.dataset == "synthetic" else {}),
             **({"noise_augmentation": asdict(augment)} if augment.active else {}),
         },

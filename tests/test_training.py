@@ -1,31 +1,47 @@
 """``python -m models.train`` end to end at a tiny size, and ``models.evaluate`` on what it wrote."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
 from events import FramingSpec
+from export.frozen import freeze
+from export.layer_inventory import layer_inventory
+from export.manifest import Manifest
 from models.checkpoint import ModelCard, load_checkpoint
 from models.datasets.sensor_noise import SensorNoise
 from models.datasets.synthetic import CameraParams, noisy_recording, split_seed
 from models.evaluate import main as evaluate_main
 from models.evaluate import run as evaluate_checkpoint
-from models.train import train
+from models.train import evaluate, open_split, train
+from service.energy import estimate, load_profiles
+
+TINY = [
+    "--arch", "demo", "--input-size", "16", "16", "-T", "4", "--channels", "8", "16",
+    "--train-size", "200", "--test-size", "60", "--duration-s", "0.15", "0.3",
+    "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--seed", "0",
+    "--denoise-us", "2000", "--hot-pixels", "--noise-max-hz", "5", "--hot-density", "0.001", "--quiet",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("train")
-    argv = [
-        "--arch", "demo", "--input-size", "16", "16", "-T", "4", "--channels", "8", "16",
-        "--train-size", "200", "--test-size", "60", "--duration-s", "0.15", "0.3",
-        "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--seed", "0",
-        "--denoise-us", "2000", "--hot-pixels", "--noise-max-hz", "5", "--hot-density", "0.001",
-        "--cache-dir", str(folder / "cache"), "--out", str(folder / "tiny.safetensors"), "--quiet",
-    ]  # fmt: skip
-    path, history = train(argv)
-    return path, history
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("train")
+
+
+@pytest.fixture(scope="module")
+def trained(folder):
+    return train([*TINY, "--cache-dir", str(folder / "cache"), "--out", str(folder / "tiny.safetensors")])
+
+
+@pytest.fixture(scope="module")
+def penalised(folder, trained):
+    out = folder / "sparse.safetensors"
+    return train([*TINY, "--sop-penalty", "3", "--cache-dir", str(folder / "cache"), "--out", str(out)])
 
 
 def test_a_short_run_learns_far_above_chance(trained):
@@ -118,3 +134,48 @@ def test_evaluate_prints_accuracy_per_noise_level_on_the_same_recordings(trained
     assert all(level["framing"]["denoise_us"] == 2000 and level["framing"]["hot_pixels"] for level in levels)
     unfiltered = evaluate_checkpoint(path, size=30, seed=0, cache_dir=None, denoise_us=0, hot_pixels=False)
     assert unfiltered.framing == {**levels[0]["framing"], "denoise_us": 0, "hot_pixels": False}
+
+
+def test_a_sop_penalty_buys_fewer_hidden_sops_and_a_lower_energy_ratio(trained, penalised, folder):
+    (plain_path, plain), (path, sparse) = trained, penalised
+    assert sparse[-1].penalty > 0 and plain[-1].penalty == 0
+    assert sparse[-1].energy_ratio < plain[-1].energy_ratio
+    hidden = {}
+    for name, checkpoint in (("plain", plain_path), ("sparse", path)):
+        model, card = load_checkpoint(checkpoint)
+        split = open_split(
+            "synthetic", None, "test", card.framing_spec(), size=60, seed=0, cache_dir=folder / "cache",
+            params=CameraParams(duration_s=(0.15, 0.3)),
+        )  # fmt: skip
+        sops = evaluate(model, DataLoader(split, batch_size=60)).sops
+        hidden[name] = float(np.median(sops[:, 1:].sum(axis=1)))  # the input layer's SOPs are the events'
+    assert hidden["sparse"] < 0.75 * hidden["plain"]  # 0.62 when written (4 epochs)
+    assert sparse[-1].test_accuracy >= 0.3, "chance is 0.1"
+    _, card = load_checkpoint(path)
+    assert card.metrics["energy_ratio"] == round(sparse[-1].energy_ratio, 4)
+    assert (card.metrics["energy_profile"], card.training["sop_penalty"]) == ("45nm-fp32", 3.0)
+
+
+def test_the_reported_energy_ratio_is_what_the_exported_graph_and_the_service_estimate_give(penalised, folder):
+    path, history = penalised
+    model, card = load_checkpoint(path)
+    lif, synaptic = layer_inventory(card.arch, model.specs, binary_first_input=False)
+    manifest = Manifest.from_dict(
+        {
+            "name": "tiny",
+            "version": 1,
+            "classes": card.classes,
+            "time_steps": card.arch.time_steps,
+            "input": {"width": 16, "height": 16, "sensor_width": 128, "sensor_height": 128},
+            "layers": {"lif": [asdict(x) for x in lif], "synaptic": [asdict(x) for x in synaptic]},
+        }
+    )
+    split = open_split(
+        "synthetic", None, "test", card.framing_spec(), size=60, seed=0, cache_dir=folder / "cache",
+        params=CameraParams(duration_s=(0.15, 0.3)),
+    )  # fmt: skip
+    frames = torch.stack([f for f, _ in split])
+    sops = freeze(model)(frames)[2].numpy()
+    profile = load_profiles()["45nm-fp32"]
+    ratios = [1 / estimate(manifest, row, profile)["ratio"] for row in sops]
+    assert float(np.median(ratios)) == pytest.approx(history[-1].energy_ratio, rel=1e-6)
