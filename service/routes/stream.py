@@ -8,9 +8,24 @@ window that closes is answered by one JSON message shaped like a timeline window
 ``latency_ms`` (last byte of the window received -> message sent), ``dropped_windows`` and
 ``skipped_windows`` (empty windows a time jump passed over), both counted since the start.
 
+Noise filters (the model's, or ``denoise_us`` / ``hot_pixels`` of the configuration): the
+background-activity filter runs once per event as the events arrive, with each pixel's last time
+kept across messages (as a camera's on-chip filter runs), and windows are cut from the events it
+keeps; the hot-pixel rule runs per window on those, as the timeline runs it. This differs from
+the timeline, which filters each window on its own (hot pixels first), in three documented ways:
+an event near a window's start may be kept here on the strength of a neighbour that fired just
+before the window (the timeline's filter has no history there); a window's ``events`` counts
+the events the background filter kept, and the windows' grid starts at the first kept event; a
+hot pixel's events reach the background filter before the hot-pixel rule removes them (in noise
+they seldom pass it: a hot pixel's neighbours are quiet). The same stream's answers equal the
+timeline of the recording first filtered whole by ``events.denoise.background_activity`` with
+``denoise_us=0``. Why: windows overlap (stride half a window), so per-window filtering filtered
+every event twice on the receiving path, and the receive loop could not keep up at 5 Mev/s.
+
 Memory per connection is bounded whatever the client sends: the decoder holds at most one
-packet, the window assembler at most ``STLSNN_STREAM_MAX_BUFFERED_EVENTS`` events, and at most
-``STLSNN_STREAM_MAX_PENDING_WINDOWS`` windows wait for the model; a window that closes while
+packet, the background filter one int64 per sensor pixel (7.4 MB for 1280x720), the window
+assembler at most ``STLSNN_STREAM_MAX_BUFFERED_EVENTS`` events (after the background filter), and
+at most ``STLSNN_STREAM_MAX_PENDING_WINDOWS`` windows wait for the model; a window that closes while
 that many wait is dropped and counted, never queued. Idle windows cost the model nothing and are
 not dropped for that, only when 64 times as many messages of any kind wait for a client that
 does not read them. Close codes: 1003 undecodable data or a bad
@@ -26,12 +41,13 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 import events
+from events.denoise import BackgroundActivityFilter
 from events.stream_windows import WindowAssembler, WindowCut
 from events.windows import frame_window
 from service.batcher import Overloaded
@@ -154,7 +170,10 @@ class StreamSession:
         limits = events.DecodeLimits(max_events=2**62, max_decompressed_bytes=settings.max_decompressed_bytes)
         self.decoder = events.StreamDecoder(config.format, config.sensor_size, limits=limits)
         self.assembler = WindowAssembler(config.window_us, config.stride_us, settings.stream_max_buffered_events)
-        self.spec = framing_spec(model.manifest, config.denoise_us, config.hot_pixels)
+        spec = framing_spec(model.manifest, config.denoise_us, config.hot_pixels)
+        self.denoise_us = spec.denoise_us  # run on arrival (module docstring), not per window
+        self.background: BackgroundActivityFilter | None = None  # made once the sensor is known
+        self.spec = replace(spec, denoise_us=0)
         self.pending: asyncio.Queue[WindowJob | None] = asyncio.Queue()
         self.busy_pending = 0  # queued windows that need the model
         self.max_busy = settings.stream_max_pending_windows
@@ -195,7 +214,21 @@ class StreamSession:
                 await self.pending.put(None)  # the flush's acknowledgement, after its windows
 
     def _cut(self, chunk: bytes) -> list[WindowJob]:
-        return self._jobs(self.assembler.push(self.decoder.feed(chunk)))
+        decoded = self.decoder.feed(chunk)
+        if self.denoise_us and len(decoded):
+            decoded = self._denoise(decoded)
+        return self._jobs(self.assembler.push(decoded))
+
+    def _denoise(self, decoded: np.ndarray) -> np.ndarray:
+        """The events the background-activity filter keeps, its state carried from message to message."""
+        if self.background is None:
+            self.background = BackgroundActivityFilter(self._sensor(), self.denoise_us)
+        kept, bad = self.background.filter(decoded)
+        if bad >= 0:
+            x, y = int(decoded["x"][bad]), int(decoded["y"][bad])
+            size = f"{self.background.width}x{self.background.height}"
+            raise events.EventDecodeError("stream", f"event at ({x}, {y}) lies outside the {size} sensor")
+        return kept
 
     def _flush(self, _unused: None) -> list[WindowJob]:
         return self._jobs(self.assembler.flush())
