@@ -31,6 +31,10 @@ from events.evt3 import write_evt3
 
 SENSOR = (1280, 720)  # a Prophesee Gen4-size sensor: events spread as a real camera's would
 CHUNK = 64 * 1024
+FILTERS = {
+    "model": "the model's (background activity as events arrive, hot pixels per window)",
+    "off": "off",
+}
 
 
 def recording(rate: float, seconds: float, seed: int = 0) -> tuple[bytes, np.ndarray]:
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     body = (
         f"`python -m bench.stream --rates {args.rates} --seconds {args.seconds:g} --filters {args.filters}`: "
-        f"noise filters per window: {'the model' + chr(39) + 's' if args.filters == 'model' else 'off'}; uniformly "
+        f"noise filters: {FILTERS[args.filters]}; uniformly "
         "random events on a "
         f"{SENSOR[0]}x{SENSOR[1]} sensor written as EVT 3.0, replayed in real time through the WebSocket in 64 KB "
         "messages to the demo model (its 590 ms window, stride 295 ms; server started with "

@@ -22,6 +22,10 @@ the pixels around a busy one are busy too, while a hot pixel's neighbours fire a
 Two hot pixels side by side shield each other; at densities of 1e-3 that is about one hot pixel
 in a hundred.
 
+A live stream runs the background-activity rule as events arrive (``BackgroundActivityFilter``:
+the same pass, its per-pixel last times kept across pieces), not per window: see
+``service.routes.stream``.
+
 Each filter is one compiled pass over the events plus, for hot pixels, one over the pixels:
 O(events) time and O(sensor pixels) memory, on padded per-pixel arrays so the 8 neighbour
 lookups need no border tests.
@@ -49,11 +53,11 @@ def _neighbours(padded_width):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _background_activity(events, t, x, y, width, height, window, out):  # pragma: no cover - compiled
+def _background_activity(events, t, x, y, width, height, window, last, out):  # pragma: no cover - compiled
     """Copy the events the background-activity rule keeps to the front of ``out``; returns how many,
-    and the first event outside the sensor or -1. ``t, x, y`` are ``events``' columns."""
+    and the first event outside the sensor or -1. ``t, x, y`` are ``events``' columns; ``last``
+    holds each padded pixel's last time, read and updated (the filter's whole state)."""
     padded = width + 2
-    last = np.full(padded * (height + 2), _NEVER, np.int64)
     around = _neighbours(padded)
     kept = 0
     for i in range(len(t)):
@@ -113,17 +117,41 @@ def _sensor(sensor_size: tuple[int, int]) -> tuple[int, int]:
     return width, height
 
 
+class BackgroundActivityFilter:
+    """The background-activity rule over events that come in pieces, in order: each pixel's last time
+    is kept from one piece to the next (as a camera's on-chip filter keeps it), so the pieces' kept
+    events are exactly ``background_activity`` of the whole. State: one int64 per pixel of the padded
+    sensor (7.4 MB for 1280x720), whatever the number of events."""
+
+    def __init__(self, sensor_size: tuple[int, int], window_us: int):
+        if window_us < 1:
+            raise ValueError(f"window_us must be positive, not {window_us}")
+        self.width, self.height = _sensor(sensor_size)
+        self.window_us = int(window_us)
+        self._last = np.full((self.width + 2) * (self.height + 2), _NEVER, np.int64)
+
+    def filter(self, events: np.ndarray) -> tuple[np.ndarray, int]:
+        """The events of this piece the rule keeps, in order, and the first event outside the sensor
+        (-1 if none; the kept events are then only those before it, and the state is spent)."""
+        out = np.empty_like(events)
+        kept, bad = _background_activity(
+            events,
+            events["t"],
+            events["x"],
+            events["y"],
+            self.width,
+            self.height,
+            np.int64(self.window_us),
+            self._last,
+            out,
+        )
+        return out[:kept], int(bad)
+
+
 def background_activity(events: np.ndarray, sensor_size: tuple[int, int], window_us: int) -> tuple[np.ndarray, int]:
     """The events the background-activity filter keeps, in order, and the first event outside the
     ``(width, height)`` sensor (-1 if none; the kept events are then only those before it)."""
-    if window_us < 1:
-        raise ValueError(f"window_us must be positive, not {window_us}")
-    width, height = _sensor(sensor_size)
-    out = np.empty_like(events)
-    kept, bad = _background_activity(
-        events, events["t"], events["x"], events["y"], width, height, np.int64(window_us), out
-    )
-    return out[:kept], int(bad)
+    return BackgroundActivityFilter(sensor_size, window_us).filter(events)
 
 
 def hot_pixels(events: np.ndarray, sensor_size: tuple[int, int]) -> tuple[np.ndarray, int, int]:

@@ -10,8 +10,8 @@ caller gives (every event must lie inside it) or else the smallest size holding 
 (``sensor_from_header=False``). Validation: a length that is not a whole number of records
 (truncated), or more than ``DecodeLimits.max_events`` records, raises ``EventDecodeError``.
 
-Speed: one compiled pass per piece normalises ``p``, checks the sensor and tracks the extent
-(NumPy needs four, which at the 64 KB pieces of a live stream cost more than copying the bytes).
+Speed: one compiled pass per piece (``_take``) normalises ``p``, checks the sensor and tracks the
+extent while it copies the records into the output (NumPy needs four passes after a copy).
 
 Detection never picks this format (13-byte records have no magic bytes, so any content would
 match): ``events.load`` reads it only with ``format="events"``.
@@ -26,7 +26,7 @@ import numpy as np
 
 from events.chunked import check_whole_words, data_end
 from events.errors import EventDecodeError, LimitExceededError
-from events.evt_common import Extent, as_events
+from events.evt_common import as_events
 from events.format import DecodeLimits, Format
 from events.recording import EVENT_DTYPE, Recording
 from events.write_target import write_parts
@@ -41,28 +41,38 @@ def _check_limit(count: int, limits: DecodeLimits, offset: int) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _settle(events, width, height, extent) -> int:  # pragma: no cover - compiled
-    """One pass: ``p`` to 0 / 1, the largest ``x`` and ``y`` into ``extent``; the first event outside
-    ``width x height`` or -1. (NumPy needs four passes, which at 64 KB chunks cost more than the copy.)"""
-    for i in range(len(events)):
-        e = events[i]
-        if (e.x >= width) | (e.y >= height):
-            return i
-        e.p = e.p != 0
-        extent[0] = max(extent[0], e.x)
-        extent[1] = max(extent[1], e.y)
+def _take(records, out, lead, width, height, seen) -> int:  # pragma: no cover - compiled
+    """Settle ``out[:lead]`` in place and ``records`` into ``out[lead:]``: ``p`` to 0 / 1, the largest
+    ``x`` and ``y`` into ``seen``; the index in ``out`` of the first event outside ``width x height``,
+    or -1 (then ``seen`` is left as it was).
+
+    The piece is settled as it is copied, in one pass while each record is in registers, and the
+    sensor is checked once on the maxima after the loops (a test per event that can leave the loop
+    keeps it from being scheduled tightly: a third slower). In place, ``p`` is written only when it
+    is not 0 / 1 (storing every event's costs as much as the rest of the loop)."""
+    x_max, y_max = seen[0], seen[1]
+    for i in range(lead):
+        e = out[i]
+        if e.p > 1:
+            e.p = 1
+        x_max, y_max = max(x_max, e.x), max(y_max, e.y)
+    for i in range(len(records)):
+        e = records[i]
+        o = out[lead + i]
+        x, y = e.x, e.y
+        o.t, o.x, o.y, o.p = e.t, x, y, e.p != 0
+        x_max, y_max = max(x_max, x), max(y_max, y)
+    if (x_max >= width) | (y_max >= height):
+        for i in range(lead + len(records)):
+            if (out[i].x >= width) | (out[i].y >= height):
+                return i
+    seen[0], seen[1] = x_max, y_max
     return -1
 
 
-def _settle_checked(events: np.ndarray, size: tuple[int, int] | None, extent: Extent, offset: int) -> None:
-    """Normalise ``p`` and track the extent; raise for an event outside ``size`` (when given)."""
-    width, height = size or (1 << 16, 1 << 16)
-    seen = np.array([extent.x, extent.y], dtype=np.int64)
-    i = _settle(events, width, height, seen)
-    if i >= 0:
-        where = f"({int(events['x'][i])}, {int(events['y'][i])})"
-        raise EventDecodeError(NAME, f"event at {where} lies outside the {width}x{height} sensor", offset + RECORD * i)
-    extent.x, extent.y = int(seen[0]), int(seen[1])
+def _raise_outside(events: np.ndarray, i: int, width: int, height: int, offset: int) -> None:
+    where = f"({int(events['x'][i])}, {int(events['y'][i])})"
+    raise EventDecodeError(NAME, f"event at {where} lies outside the {width}x{height} sensor", offset + RECORD * i)
 
 
 def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
@@ -78,9 +88,16 @@ def _decode(stream: BinaryIO, limits: DecodeLimits) -> Recording:
         if not n:
             raise EventDecodeError(NAME, "file ended early", start + got)
         got += n
-    extent = Extent()
-    _settle_checked(events, None, extent, start)
-    return Recording(events, extent.size(), NAME, sensor_from_header=False)
+    seen = np.full(2, -1, dtype=np.int64)
+    bad = _take(events[:0], events, len(events), 1 << 16, 1 << 16, seen)
+    if bad >= 0:  # pragma: no cover - a uint16 field always fits
+        _raise_outside(events, bad, 1 << 16, 1 << 16, start)
+    return Recording(events, _size(seen), NAME, sensor_from_header=False)
+
+
+def _size(seen: np.ndarray) -> tuple[int, int]:
+    """The smallest sensor holding every event (the largest ``x`` and ``y`` in ``seen``), (1, 1) if none."""
+    return (int(seen[0]) + 1, int(seen[1]) + 1) if seen[0] >= 0 else (1, 1)
 
 
 def write_events(path_or_file, events: np.ndarray) -> None:
@@ -91,45 +108,65 @@ def write_events(path_or_file, events: np.ndarray) -> None:
 
 
 class PackedStream:
-    """Incremental decoding of packed records: only the bytes of a record not yet complete are held."""
+    """Incremental decoding of packed records: only the bytes of a record not yet complete are held.
+
+    Per piece: one output array; the held record, completed from the piece's first bytes in a fixed
+    13-byte carry, goes first; the piece's whole records are read where they lie (a view) and
+    copied and settled by one compiled ``_take``; its last bytes go to the carry. At 64 KB pieces
+    the Python around the copy is what costs, so nothing else is allocated or converted.
+    """
 
     def __init__(self, sensor_size: tuple[int, int] | None, limits: DecodeLimits):
         self.given_size = sensor_size
+        self.width, self.height = sensor_size or (1 << 16, 1 << 16)
         self.limits = limits
+        self.max_events = limits.max_events
         self.emitted = 0
-        self.extent = Extent()
-        self.carry = b""
+        self.seen = np.full(2, -1, dtype=np.int64)  # the largest x and y so far
+        self.carry = bytearray(RECORD)
+        self.carry_bytes = memoryview(self.carry)
+        self.carry_record = np.frombuffer(self.carry, dtype=EVENT_DTYPE)  # the same bytes, as one event
+        self.held = 0  # bytes of ``carry`` in use
         self.offset = 0  # byte offset of the first byte of ``carry``
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self.carry)
+        return self.held
 
     @property
     def sensor_size(self) -> tuple[int, int] | None:
         return self.given_size
 
     def feed(self, chunk: memoryview) -> np.ndarray:
-        have = len(self.carry) + len(chunk)
-        n = have // RECORD
+        held = self.held
+        n = (held + len(chunk)) // RECORD
         if n == 0:
-            self.carry += chunk
-            return np.empty(0, dtype=EVENT_DTYPE)
-        _check_limit(self.emitted + n, self.limits, self.offset)
-        events = np.empty(n, dtype=EVENT_DTYPE)
-        raw = events.view(np.uint8)
-        split = n * RECORD - len(self.carry)
-        raw[: len(self.carry)] = np.frombuffer(self.carry, dtype=np.uint8)
-        raw[len(self.carry) :] = np.frombuffer(chunk, dtype=np.uint8, count=split)
-        _settle_checked(events, self.given_size, self.extent, self.offset)
-        self.carry = bytes(chunk[split:])
+            self.carry_bytes[held : held + len(chunk)] = chunk
+            self.held += len(chunk)
+            return np.empty(0, EVENT_DTYPE)
+        if self.emitted + n > self.max_events:
+            _check_limit(self.emitted + n, self.limits, self.offset)
+        events = np.empty(n, EVENT_DTYPE)
+        if held:  # complete the held record, then the piece's whole records follow it
+            head = RECORD - held
+            self.carry_bytes[held:] = chunk[:head]
+            events[0] = self.carry_record[0]
+            bad = _take(np.frombuffer(chunk, EVENT_DTYPE, n - 1, head), events, 1, self.width, self.height, self.seen)
+        else:  # positional arguments: frombuffer's keywords cost a third of the call
+            head = 0
+            bad = _take(np.frombuffer(chunk, EVENT_DTYPE, n), events, 0, self.width, self.height, self.seen)
+        if bad >= 0:
+            _raise_outside(events, bad, self.width, self.height, self.offset)
+        self.held = rest = (held + len(chunk)) % RECORD
+        if rest:
+            self.carry_bytes[:rest] = chunk[len(chunk) - rest :]
         self.offset += n * RECORD
         self.emitted += n
         return events
 
     def close(self) -> tuple[np.ndarray, tuple[int, int]]:
-        check_whole_words(NAME, 0, self.offset + len(self.carry), RECORD, "record")
-        return np.empty(0, dtype=EVENT_DTYPE), self.given_size or self.extent.size()
+        check_whole_words(NAME, 0, self.offset + self.held, RECORD, "record")
+        return np.empty(0, dtype=EVENT_DTYPE), self.given_size or _size(self.seen)
 
 
 EVENTS = Format(NAME, (".events",), lambda head: False, _decode, "packed 13-byte event records (t, x, y, p)")

@@ -90,34 +90,43 @@ class StreamDecoder:
         """The events (``EVENT_DTYPE``) completed by ``chunk``, in stream order; possibly none."""
         if self._final_size is not None:
             raise RuntimeError("feed() after close()")
+        if self._error is not None:
+            raise self._error
         view = memoryview(chunk).cast("B")
-        events = self._guarded(lambda: self._stream.feed(view))
+        try:  # inline rather than through a helper: a live stream calls this per 64 KB
+            events = self._stream.feed(view)
+        except Exception as exc:
+            raise self._failed(exc) from _cause(exc)
         self.bytes_fed += len(view)
+        self.events_decoded += len(events)
         return events
 
     def close(self) -> np.ndarray:
         """The events left at the end of the stream; raises if it stopped inside a unit."""
         if self._final_size is not None:
             return np.empty(0, dtype=EVENT_DTYPE)
-        events, size = self._guarded(self._stream.close)
-        self._final_size = size
-        return events
-
-    def _guarded(self, call):
-        """Run ``call``; any failure becomes (and stays) an ``EventDecodeError``, as in ``events.load``."""
         if self._error is not None:
             raise self._error
         try:
-            result = call()
-        except EventDecodeError as exc:
-            self._error = exc
-            raise
-        except MemoryError:
-            self._error = EventDecodeError(self.format, "out of memory while decoding", status=413)
-            raise self._error from None
-        except Exception as exc:  # a decoder bug must still surface as a decode error, not a crash
-            self._error = EventDecodeError(self.format, f"malformed content ({type(exc).__name__})")
-            raise self._error from exc
-        events = result[0] if isinstance(result, tuple) else result
+            events, size = self._stream.close()
+        except Exception as exc:
+            raise self._failed(exc) from _cause(exc)
+        self._final_size = size
         self.events_decoded += len(events)
-        return result
+        return events
+
+    def _failed(self, exc: Exception) -> EventDecodeError:
+        """The decode error ``exc`` becomes, kept so that every later call raises it again (as ``events.load``
+        turns any failure into an ``EventDecodeError``)."""
+        if isinstance(exc, EventDecodeError):
+            self._error = exc
+        elif isinstance(exc, MemoryError):
+            self._error = EventDecodeError(self.format, "out of memory while decoding", status=413)
+        else:  # a decoder bug must still surface as a decode error, not a crash
+            self._error = EventDecodeError(self.format, f"malformed content ({type(exc).__name__})")
+        return self._error
+
+
+def _cause(exc: Exception) -> BaseException | None:
+    """What a re-raised decode error chains to: a bug's original exception; nothing for the others."""
+    return None if isinstance(exc, EventDecodeError | MemoryError) else exc

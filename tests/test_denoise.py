@@ -8,7 +8,7 @@ import pytest
 from tonic.functional.denoise import denoise_numpy
 
 from events import EventDecodeError, FramingSpec, frame_and_report, frame_events, make_events
-from events.denoise import background_activity, hot_pixels, remove_noise
+from events.denoise import BackgroundActivityFilter, background_activity, hot_pixels, remove_noise
 
 START = 1_000_000  # past any window: dv-processing and tonic treat the first window of the time axis apart
 
@@ -101,6 +101,42 @@ def test_an_event_outside_the_sensor_is_reported():
 
 
 # --- background activity: independent implementations ---------------------------------------
+
+
+# --- background activity on a stream fed in pieces ------------------------------------------
+
+
+def test_a_streaming_filter_remembers_the_pixels_of_earlier_pieces():
+    rows = [(START, 3, 3), (START + 1500, 4, 3), (START + 3000, 5, 3), (START + 9000, 0, 0), (START + 9001, 7, 7)]
+    pieces = [stream(rows[:1]), stream(rows[1:2]), stream([]), stream(rows[2:])]
+    noise_filter = BackgroundActivityFilter((8, 8), 2000)
+    survivors = [txy(noise_filter.filter(piece)[0]).tolist() for piece in pieces]
+    # the second is kept by the first (dropped, in the piece before), the third by the second
+    assert survivors == [[], [[START + 1500, 4, 3]], [], [[START + 3000, 5, 3]]]
+
+
+def test_a_streaming_filter_fed_anywhere_keeps_what_the_whole_recording_keeps():
+    events = random_events(40_000, (64, 48), 400_000, seed=11)
+    whole, _ = background_activity(events, (64, 48), 2000)
+    assert 0 < len(whole) < len(events)
+    cuts = np.sort(np.random.default_rng(3).integers(0, len(events), 30))
+    noise_filter = BackgroundActivityFilter((64, 48), 2000)
+    pieces = [noise_filter.filter(piece) for piece in np.split(events, cuts)]
+    assert all(bad == -1 for _, bad in pieces)
+    assert np.array_equal(np.concatenate([kept for kept, _ in pieces]), whole)
+    # a window filtered alone, as the timeline does, lacks the history at its start: fewer survive there
+    start = int(events["t"][20_000])
+    alone, _ = background_activity(events[20_000:], (64, 48), 2000)
+    later = whole[whole["t"] >= start]
+    assert len(alone) < len(later)
+    assert np.array_equal(alone[alone["t"] >= start + 2000], later[later["t"] >= start + 2000])
+
+
+def test_a_streaming_filter_reports_an_event_outside_the_sensor():
+    noise_filter = BackgroundActivityFilter((8, 8), 2000)
+    assert noise_filter.filter(stream([(START, 1, 1)]))[1] == -1
+    kept, bad = noise_filter.filter(stream([(START + 1, 1, 2), (START + 2, 3, 8)]))
+    assert bad == 1 and txy(kept).tolist() == [[START + 1, 1, 2]]
 
 
 @pytest.mark.parametrize("window_us", [500, 2000, 10_000])

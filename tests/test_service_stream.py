@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import events
+from events.denoise import background_activity
 
 KEY = "stream-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -97,30 +98,52 @@ def send_in_pieces(ws, data: bytes, seed: int = 0) -> None:
         ws.send(piece.tobytes())
 
 
-def test_windows_of_a_stream_split_anywhere_match_the_timeline_of_the_same_recording(server, tmp_path):
-    recording, window_us = two_gestures()
-    config = {
-        "format": "events",
-        "sensor_size": [128, 128],
-        "window_ms": window_us / 1000,
-        "stride_ms": window_us / 1000,
-    }
+def timeline(server, recording: np.ndarray, path: Path, form: dict) -> dict:
+    np.savez(path, t=recording["t"], x=recording["x"], y=recording["y"], p=recording["p"])
+    with path.open("rb") as fh:
+        return httpx.post(
+            server.url + "/v1/models/demo/timeline", files={"file": fh}, data=form, headers=AUTH, timeout=60
+        ).json()
+
+
+WINDOW_KEYS = ("start_us", "end_us", "events", "state", "prediction", "spikes_total", "sops")
+
+
+def streamed_windows(server, recording: np.ndarray, config: dict) -> list[dict]:
     with connect(ws_url(server), additional_headers=AUTH) as ws:
-        ws.send(json.dumps(config))
+        ws.send(json.dumps({"format": "events", "sensor_size": [128, 128], **config}))
         send_in_pieces(ws, packed(recording))
         ws.send(json.dumps({"flush": True}))
         messages, _ = receive_until_flushed(ws)
-    path = tmp_path / "two.npz"
-    np.savez(path, t=recording["t"], x=recording["x"], y=recording["y"], p=recording["p"])
-    with path.open("rb") as fh:
-        form = {"window_ms": str(window_us / 1000), "stride_ms": str(window_us / 1000)}
-        timeline = httpx.post(
-            server.url + "/v1/models/demo/timeline", files={"file": fh}, data=form, headers=AUTH, timeout=60
-        ).json()
-    keys = ("start_us", "end_us", "events", "state", "prediction", "spikes_total", "sops")
-    assert [{k: m[k] for k in keys} for m in messages] == [{k: w[k] for k in keys} for w in timeline["windows"]]
-    assert [m["prediction"]["label"] for m in messages if m["prediction"]] == ["swipe_left", "approach"]
     assert all(m["latency_ms"] >= 0 and m["dropped_windows"] == 0 for m in messages)
+    return [{k: m[k] for k in WINDOW_KEYS} for m in messages]
+
+
+def test_windows_of_a_stream_split_anywhere_match_the_timeline_of_the_same_recording(server, tmp_path):
+    """Background filter off (it runs on arrival in a stream, per window in a timeline): the hot-pixel
+    rule still runs per window in both."""
+    recording, window_us = two_gestures()
+    window = {"window_ms": window_us / 1000, "stride_ms": window_us / 1000}
+    messages = streamed_windows(server, recording, window | {"denoise_us": 0})
+    answer = timeline(
+        server, recording, tmp_path / "two.npz", {k: str(v) for k, v in window.items()} | {"denoise_us": "0"}
+    )
+    assert messages == [{k: w[k] for k in WINDOW_KEYS} for w in answer["windows"]]
+    assert [m["prediction"]["label"] for m in messages if m["prediction"]] == ["swipe_left", "approach"]
+
+
+def test_a_stream_filters_background_activity_as_events_arrive(server, tmp_path):
+    """With the model's filters, a stream split anywhere answers as the timeline does for the recording
+    filtered whole by ``events.denoise.background_activity`` (then hot pixels per window in both)."""
+    recording, window_us = two_gestures()
+    window = {"window_ms": window_us / 1000, "stride_ms": window_us / 1000}
+    messages = streamed_windows(server, recording, window)
+    kept, bad = background_activity(recording, (128, 128), 2000)  # the demo's denoise_us
+    assert bad == -1 and 0 < len(kept) < len(recording)
+    form = {k: str(v) for k, v in window.items()} | {"denoise_us": "0"}
+    answer = timeline(server, kept, tmp_path / "kept.npz", form)
+    assert messages == [{k: w[k] for k in WINDOW_KEYS} for w in answer["windows"]]
+    assert [m["prediction"]["label"] for m in messages if m["prediction"]] == ["swipe_left", "approach"]
 
 
 def test_a_camera_format_streams_too_and_early_exit_reports_decisions(server):
@@ -135,7 +158,8 @@ def test_a_camera_format_streams_too_and_early_exit_reports_decisions(server):
         (message,), _ = receive_until_flushed(ws)
     with (ROOT / "examples" / "rotate_clockwise.evt3.raw").open("rb") as fh:
         single = httpx.post(server.url + "/v1/models/demo/classify", files={"file": fh}, headers=AUTH).json()
-    assert message["events"] == len(whole) and message["prediction"]["label"] == single["prediction"]["label"]
+    kept, _ = background_activity(whole.events, whole.sensor_size, 2000)  # on arrival: the window holds these
+    assert message["events"] == len(kept) and message["prediction"]["label"] == single["prediction"]["label"]
     assert message["sops"] == single["energy"]["sops"] and 1 <= message["decision"]["step"] <= 8
 
 
@@ -145,6 +169,15 @@ def test_undecodable_bytes_close_with_1003_and_say_why(server):
         ws.send(b"this is not an AEDAT 4 stream" * 10)
         code, reason = close_code(ws)
     assert code == 1003 and reason
+
+
+def test_an_event_outside_the_sensor_closes_with_1003_when_the_background_filter_runs_on_arrival(server):
+    recording = events.make_events([10, 20], [5, 200], [5, 6], [1, 0])
+    with connect(ws_url(server), additional_headers=AUTH) as ws:
+        ws.send(json.dumps({"format": "events", "sensor_size": [128, 128]}))
+        ws.send(packed(recording))
+        code, reason = close_code(ws)
+    assert code == 1003 and "(200, 6) lies outside the 128x128 sensor" in reason
 
 
 @pytest.mark.parametrize(
@@ -187,7 +220,8 @@ def test_too_many_events_in_open_windows_closes_with_1009(server):
     t = np.arange(n, dtype=np.int64) // 100  # all within 10 ms: one window of 1 s never closes
     recording = events.make_events(t, t % 128, (t * 7) % 128, t % 2)
     with connect(ws_url(server), additional_headers=AUTH) as ws:
-        ws.send(json.dumps({"format": "events", "sensor_size": [128, 128], "window_ms": 1000}))
+        # filter off: its own pixel never vouches for an event, so it would keep none of these
+        ws.send(json.dumps({"format": "events", "sensor_size": [128, 128], "window_ms": 1000, "denoise_us": 0}))
         ws.send(packed(recording))
         code, reason = close_code(ws)
     assert code == 1009 and "events wait" in reason

@@ -8,8 +8,26 @@ window that closes is answered by one JSON message shaped like a timeline window
 ``latency_ms`` (last byte of the window received -> message sent), ``dropped_windows`` and
 ``skipped_windows`` (empty windows a time jump passed over), both counted since the start.
 
-Memory per connection is bounded whatever the client sends: the decoder holds at most one
-packet, the window assembler at most ``STLSNN_STREAM_MAX_BUFFERED_EVENTS`` events, and at most
+Noise filters (the model's, or ``denoise_us`` / ``hot_pixels`` of the configuration): the
+background-activity filter runs once per event as the events arrive, with each pixel's last time
+kept across messages (as a camera's on-chip filter runs), and windows are cut from the events it
+keeps; the hot-pixel rule runs per window on those, as the timeline runs it. This differs from
+the timeline, which filters each window on its own (hot pixels first), in three documented ways:
+an event near a window's start may be kept here on the strength of a neighbour that fired just
+before the window (the timeline's filter has no history there); a window's ``events`` counts
+the events the background filter kept, and the windows' grid starts at the first kept event; a
+hot pixel's events reach the background filter before the hot-pixel rule removes them (in noise
+they seldom pass it: a hot pixel's neighbours are quiet). The same stream's answers equal the
+timeline of the recording first filtered whole by ``events.denoise.background_activity`` with
+``denoise_us=0``. Why: windows overlap (stride half a window), so per-window filtering filtered
+every event twice on the receiving path, and the receive loop could not keep up at 5 Mev/s.
+
+Memory per connection is bounded whatever the client sends: at most 4 received messages wait to
+be decoded (``RECEIVED_AHEAD``, each at most ``STLSNN_STREAM_MAX_MESSAGE_BYTES``; reading goes on
+while an earlier message is decoded, filtered and cut in the decode pool, then waits, slowing the
+client through TCP), the decoder holds at most one packet, the background filter one int64 per
+sensor pixel (7.4 MB for 1280x720), the window assembler at most
+``STLSNN_STREAM_MAX_BUFFERED_EVENTS`` events (after the background filter), and at most
 ``STLSNN_STREAM_MAX_PENDING_WINDOWS`` windows wait for the model; a window that closes while
 that many wait is dropped and counted, never queued. Idle windows cost the model nothing and are
 not dropped for that, only when 64 times as many messages of any kind wait for a client that
@@ -26,12 +44,13 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 import events
+from events.denoise import BackgroundActivityFilter
 from events.stream_windows import WindowAssembler, WindowCut
 from events.windows import frame_window
 from service.batcher import Overloaded
@@ -55,6 +74,7 @@ log = logging.getLogger("stlsnn.stream")
 
 UNSUPPORTED, POLICY, TOO_BIG, INTERNAL, TRY_LATER, UNKNOWN_MODEL = 1003, 1008, 1009, 1011, 1013, 4404
 IDLE_PER_BUSY = 64  # queued windows of any kind per window that may wait for the model
+RECEIVED_AHEAD = 4  # messages received while an earlier one is still being cut
 CONFIG_KEYS = {
     "format",
     "sensor_size",
@@ -154,15 +174,20 @@ class StreamSession:
         limits = events.DecodeLimits(max_events=2**62, max_decompressed_bytes=settings.max_decompressed_bytes)
         self.decoder = events.StreamDecoder(config.format, config.sensor_size, limits=limits)
         self.assembler = WindowAssembler(config.window_us, config.stride_us, settings.stream_max_buffered_events)
-        self.spec = framing_spec(model.manifest, config.denoise_us, config.hot_pixels)
+        spec = framing_spec(model.manifest, config.denoise_us, config.hot_pixels)
+        self.denoise_us = spec.denoise_us  # run on arrival (module docstring), not per window
+        self.background: BackgroundActivityFilter | None = None  # made once the sensor is known
+        self.spec = replace(spec, denoise_us=0)
+        self.received: asyncio.Queue[tuple] = asyncio.Queue(RECEIVED_AHEAD)  # messages not yet cut
         self.pending: asyncio.Queue[WindowJob | None] = asyncio.Queue()
         self.busy_pending = 0  # queued windows that need the model
         self.max_busy = settings.stream_max_pending_windows
         self.dropped = 0
 
     async def run(self) -> None:
-        """Receive and send until either side ends; the first end (or error) ends the other."""
-        tasks = {asyncio.create_task(self._receive_loop()), asyncio.create_task(self._send_loop())}
+        """Receive, cut and send until one of them ends; the first end (or error) ends the others."""
+        loops = (self._receive_loop(), self._cut_loop(), self._send_loop())
+        tasks = {asyncio.create_task(loop) for loop in loops}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -173,18 +198,25 @@ class StreamSession:
             task.result()
 
     async def _receive_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Read messages while the previous ones are decoded, filtered and cut (``_cut_loop``): at most
+        ``RECEIVED_AHEAD`` wait, then reading waits too, so the client is slowed through TCP."""
         while True:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
-                work = (self._cut, message["bytes"])
-            else:
-                request = _json_message(message, 'text messages must be JSON, e.g. {"flush": true}')
-                if request.get("flush") is not True:
-                    raise StreamClosed(UNSUPPORTED, 'the only text message after the configuration is {"flush": true}')
-                work = (self._flush, None)
+                await self.received.put((self._cut, message["bytes"]))
+                continue
+            request = _json_message(message, 'text messages must be JSON, e.g. {"flush": true}')
+            if request.get("flush") is not True:
+                raise StreamClosed(UNSUPPORTED, 'the only text message after the configuration is {"flush": true}')
+            await self.received.put((self._flush, None))
+
+    async def _cut_loop(self) -> None:
+        """Decode, filter and cut each received message in turn, in the decode pool; queue the windows."""
+        loop = asyncio.get_running_loop()
+        while True:
+            work = await self.received.get()
             try:
                 jobs = await loop.run_in_executor(self.ctx.decode_pool, *work)
             except events.EventDecodeError as error:
@@ -195,7 +227,21 @@ class StreamSession:
                 await self.pending.put(None)  # the flush's acknowledgement, after its windows
 
     def _cut(self, chunk: bytes) -> list[WindowJob]:
-        return self._jobs(self.assembler.push(self.decoder.feed(chunk)))
+        decoded = self.decoder.feed(chunk)
+        if self.denoise_us and len(decoded):
+            decoded = self._denoise(decoded)
+        return self._jobs(self.assembler.push(decoded))
+
+    def _denoise(self, decoded: np.ndarray) -> np.ndarray:
+        """The events the background-activity filter keeps, its state carried from message to message."""
+        if self.background is None:
+            self.background = BackgroundActivityFilter(self._sensor(), self.denoise_us)
+        kept, bad = self.background.filter(decoded)
+        if bad >= 0:
+            x, y = int(decoded["x"][bad]), int(decoded["y"][bad])
+            size = f"{self.background.width}x{self.background.height}"
+            raise events.EventDecodeError("stream", f"event at ({x}, {y}) lies outside the {size} sensor")
+        return kept
 
     def _flush(self, _unused: None) -> list[WindowJob]:
         return self._jobs(self.assembler.flush())
