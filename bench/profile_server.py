@@ -79,13 +79,14 @@ RULES = (
     Rule("event loop (asyncio)", "uvloop"),
 )
 READING = (
-    "Reading the stacks: 'thread hops' is `ThreadPoolExecutor.submit` (a `Future` with its `Condition`, the "
-    "work item, the idle-thread semaphore), the decode worker waking in `work_queue.get`, the batcher waking in "
-    "`Condition.wait`, and the future callbacks that carry results back to the loop; 'event loop' is uvloop's "
-    "C code between Python frames (socket reads and writes, httptools, the self-pipe wake-ups of "
-    "`call_soon_threadsafe`); 'request handling' is FastAPI's dependency solving for the eight form fields, "
-    "the API key and the context. Response validation and JSON (FastAPI serialises through pydantic-core in one "
-    "call), metrics and logging are each 2% or less: they are not where a request's overhead goes."
+    "Reading the stacks: 'thread hops' is `ThreadPoolExecutor.submit` and the decode worker waking in "
+    "`work_queue.get` (uploads that still decode in a thread: over 128 KiB, AEDAT 4, NPZ, CSV), the batcher "
+    "waking in `Condition.wait`, and the future callbacks that carry results back to the loop. py-spy counts a "
+    "thread as busy while it is runnable, so a thread woken on a loaded machine is charged for its wait in the "
+    "run queue too: this stage overstates what removing a hop saves (per-thread CPU from /proc put the event "
+    "loop's thread at about two thirds of the server's CPU). 'event loop' is uvloop's C code between Python "
+    "frames (socket reads and writes, httptools, wake-ups); 'request handling' is FastAPI's dependency solving "
+    "for the form fields, the API key and the context."
 )
 PY_SPY = Path(sys.executable).with_name("py-spy")  # the venv's, when the venv is not on PATH
 SPY = (str(PY_SPY) if PY_SPY.exists() else "py-spy", "record", "--format", "raw", "--nonblocking")

@@ -100,6 +100,11 @@ class DynamicBatcher:
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def pending(self) -> int:
+        """Samples queued or announced: a load reading, taken without the lock."""
+        return len(self._queue) + self._expected
+
     def expect(self, count: int) -> None:
         """Announce ``count`` samples that will be submitted soon (still being decoded)."""
         with self._cond:

@@ -74,6 +74,18 @@ def test_a_full_batch_runs_at_once_though_more_samples_are_announced():
     assert model.batches == [2]
 
 
+def test_pending_counts_queued_and_announced_samples():
+    batcher = DynamicBatcher("m", Recorder(), max_batch_size=8, max_delay_s=60)
+    batcher.expect(3)
+    assert batcher.pending == 3
+    future = batcher.submit(sample(1))
+    assert batcher.pending == 3  # one queued (the worker waits for the other two), two announced
+    batcher.forget(2)
+    future.result(10)
+    batcher.close(10)
+    assert batcher.pending == 0
+
+
 def test_fixed_wait_holds_a_sample_for_the_whole_delay():
     model = Recorder()
     batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.3, adaptive=False)
