@@ -79,13 +79,15 @@ RULES = (
     Rule("event loop (asyncio)", "uvloop"),
 )
 READING = (
-    "Reading the stacks: 'thread hops' is `ThreadPoolExecutor.submit` (a `Future` with its `Condition`, the "
-    "work item, the idle-thread semaphore), the decode worker waking in `work_queue.get`, the batcher waking in "
-    "`Condition.wait`, and the future callbacks that carry results back to the loop; 'event loop' is uvloop's "
-    "C code between Python frames (socket reads and writes, httptools, the self-pipe wake-ups of "
-    "`call_soon_threadsafe`); 'request handling' is FastAPI's dependency solving for the eight form fields, "
-    "the API key and the context. Response validation and JSON (FastAPI serialises through pydantic-core in one "
-    "call), metrics and logging are each 2% or less: they are not where a request's overhead goes."
+    "Reading the stacks: 'thread hops' is `ThreadPoolExecutor.submit` and the decode worker waking in "
+    "`work_queue.get` (uploads over 128 KiB, AEDAT 4, NPZ and CSV, and any upload while the model has samples "
+    "pending), the batcher waking in `Condition.wait`, and the future callbacks that carry results back to the "
+    "loop. py-spy counts a "
+    "thread as busy while it is runnable, so a thread woken on a loaded machine is charged for its wait in the "
+    "run queue too: this stage overstates what removing a hop saves (the per-thread CPU above is not sampled). "
+    "'event loop' is uvloop's C code between Python "
+    "frames (socket reads and writes, httptools, wake-ups); 'request handling' is FastAPI's dependency solving "
+    "for the form fields, the API key and the context."
 )
 PY_SPY = Path(sys.executable).with_name("py-spy")  # the venv's, when the venv is not on PATH
 SPY = (str(PY_SPY) if PY_SPY.exists() else "py-spy", "record", "--format", "raw", "--nonblocking")
@@ -113,6 +115,34 @@ def aggregate(raw: str) -> collections.Counter:
         if stack and count.isdigit():
             counts[stage_of(stack.split(";"))] += int(count)
     return counts
+
+
+THREAD_LINE = re.compile(r'^Thread (?P<tid>\d+) \([^)]*\): "(?P<name>[^"]+)"', re.MULTILINE)
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of ``pid``, by native thread id (from /proc, not sampled)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rpartition(")")[2].split()
+        cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return cpu
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python's names of the threads of ``pid`` by native id, from ``py-spy dump``; native-only threads are absent."""
+    dump = subprocess.run([SPY[0], "dump", "--pid", str(pid)], capture_output=True, text=True).stdout
+    return {int(m["tid"]): m["name"] for m in THREAD_LINE.finditer(dump)}
+
+
+def per_thread(before: dict[int, float], after: dict[int, float], names: dict[int, str], requests: int) -> str:
+    """'name ms/req' per thread that used CPU, busiest first; unnamed (native) threads are summed."""
+    used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    named = sorted(((names[t], cpu) for t, cpu in used.items() if t in names and cpu > 0), key=lambda x: -x[1])
+    native = sum(cpu for t, cpu in used.items() if t not in names)
+    parts = [f"{name} {cpu / requests * 1000:.2f}" for name, cpu in named]
+    return ", ".join([*parts, f"native threads (ONNX Runtime's) {native / requests * 1000:.2f}"])
 
 
 def profile(server: Server, payloads, concurrency: int, requests: int, rate: int, out: Path) -> tuple[float, float]:
@@ -151,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
         server = Server(repo, Path(scratch) / "server.log", max_batch_size=32, max_queue_delay_ms=5)
         try:
             asyncio.run(run_load(server.url, payloads, args.concurrency, 100))
+            names = thread_names(server.process.pid)
+            threads = thread_cpu_s(server.process.pid)
+            asyncio.run(run_load(server.url, payloads, args.concurrency, args.requests))
+            threads_ms = per_thread(threads, thread_cpu_s(server.process.pid), names, args.requests)
             raw_path = args.raw or Path(scratch) / "stacks.txt"
             cpu_ms, rps = profile(server, payloads, args.concurrency, args.requests, args.rate, raw_path)
             counts = aggregate(raw_path.read_text())
@@ -173,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         "stage; 'ms/req' splits the measured CPU per request by the shares.\n\n"
         + table(["stage", "samples", "share", "CPU ms/req"], rows)
         + f"\n\nOutside decode, framing and the model: **{cpu_ms * outside / total:.2f} ms** of server CPU per "
-        "request (issue 15's target: at most 1 ms).\n\n" + READING
+        "request (issue 15's target: at most 1 ms).\n\n"
+        f"CPU ms per request by thread (/proc, a second run of {args.requests} requests without py-spy): "
+        f"{threads_ms}.\n\n" + READING
     )
     print(body)
     if args.write:

@@ -100,6 +100,11 @@ class DynamicBatcher:
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def pending(self) -> int:
+        """Samples queued or announced: a load reading, taken without the lock."""
+        return len(self._queue) + self._expected
+
     def expect(self, count: int) -> None:
         """Announce ``count`` samples that will be submitted soon (still being decoded)."""
         with self._cond:
@@ -122,7 +127,7 @@ class DynamicBatcher:
                 raise Overloaded(f"model {self.name!r} has {len(self._queue)} samples queued (limit {self.max_queue})")
             self._queue.append(_Job(frames, future, time.monotonic()))
             self._on_depth(len(self._queue))
-            self._cond.notify()
+            self._wake_if_due(1)
         return future
 
     def submit_group(self, samples: list[np.ndarray]) -> list[Future]:
@@ -142,8 +147,16 @@ class DynamicBatcher:
             now = time.monotonic()
             self._queue.extend(_Job(frames, future, now) for frames, future in zip(samples, futures, strict=True))
             self._on_depth(len(self._queue))
-            self._cond.notify()
+            self._wake_if_due(len(samples))
         return futures
+
+    def _wake_if_due(self, added: int) -> None:
+        """Wake the worker (holding the lock) only when ``added`` samples end one of its waits: the
+        queue was empty, the batch is full, or no more samples are announced. Any other submit would
+        wake it only to wait again, a thread switch per sample under load."""
+        depth = len(self._queue)
+        if depth == added or depth >= self.max_batch_size or (self.adaptive and not self._expected):
+            self._cond.notify()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop taking work, finish what is queued, join the worker."""

@@ -1,7 +1,17 @@
 """One uploaded file -> the model's input frames: detect, decode, check limits, frame.
 
-Runs in a worker thread (NumPy releases the GIL for the heavy parts). Every problem with the
-content is an ``events.EventDecodeError`` whose ``status`` the API maps to HTTP.
+Every problem with the content is an ``events.EventDecodeError`` whose ``status`` the API maps to HTTP.
+
+Where it runs: an upload of at most ``INLINE_MAX_BYTES`` in a format of fixed-size or vector
+records is decoded and framed on the event loop (``inline_format``); anything larger, and the
+formats whose cost per byte has no small bound (``THREAD_ONLY_FORMATS``: inflated or parsed as
+text), goes to a worker thread. The hop to a thread and back (executor work item, waking a
+worker, ``call_soon_threadsafe`` back to the loop) cost 0.4 ms of server CPU per request in
+BENCHMARKS.md's profile, more than decoding and framing one of the bundled ~100 KB examples
+(0.1-0.4 ms). At 128 KiB the worst cases measured are 5 ms (EVT 3.0) and 9 ms (EVT 2.1), both
+packed with vector words; fixed-size records stay under 0.3 ms; zstd-compressed AEDAT 4 or NPZ
+of that size can inflate by up to ``DecodeLimits.max_compression_ratio`` (43 ms measured for
+an NPZ) and CSV costs 3 ms, so those never run on the loop.
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ class Prepared:
     frame_s: float
 
 
+INLINE_MAX_BYTES = 128 * 1024
+THREAD_ONLY_FORMATS = frozenset({"aedat4", "npz", "csv"})
 MAX_DENOISE_US = 10_000_000  # a 10 s window already keeps every event of a noisy pixel's neighbourhood
 
 
@@ -71,6 +83,23 @@ def warm_up_framing(manifest: Manifest) -> None:
     sample = events.make_events(times, ramp % inp.sensor_width, ramp % inp.sensor_height, ramp % 2)
     events.frame_events(sample, (inp.sensor_width, inp.sensor_height), framing_spec(manifest))
     events.remove_noise(sample, (inp.sensor_width, inp.sensor_height), 1, True)
+
+
+def inline_format(stream: BinaryIO, size: int | None, filename: str | None, format: str | None) -> str | None:
+    """The upload's format when it is small and cheap enough to decode on the event loop (see the
+    module docstring), else None: the upload goes to a worker thread, which also reports any
+    detection error."""
+    if size is None or size > INLINE_MAX_BYTES:
+        return None
+    if format is None:
+        stream.seek(0)
+        head = stream.read(SNIFF_BYTES)
+        stream.seek(0)
+        try:
+            format = events.detect_format(head, filename).name if head else None
+        except events.EventDecodeError:
+            return None
+    return None if format is None or format in THREAD_ONLY_FORMATS else format
 
 
 def decode(stream: BinaryIO, filename: str | None, format: str | None, limits: IngestLimits) -> events.Recording:

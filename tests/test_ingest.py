@@ -17,8 +17,13 @@ import pytest
 from service_harness import AEDAT4_SAMPLE
 
 import events
+from events.aedat2 import write_aedat2
+from events.aedat4 import write_aedat4
+from events.evt2 import write_evt2
+from events.evt3 import write_evt3
+from events.text_files import write_csv
 from export.manifest import Manifest
-from service.ingest import IngestLimits, prepare, warm_up_framing
+from service.ingest import IngestLimits, inline_format, prepare, warm_up_framing
 
 LIMITS = IngestLimits(max_events=1000, max_duration_us=10_000, max_decompressed_bytes=1 << 20)
 # (x, y, p) of each event; times 0, 1000, 2000, ...
@@ -200,3 +205,44 @@ def test_the_start_up_warm_up_frames_within_any_model_geometry(sensor, frame, ti
         }
     )
     assert warm_up_framing(model) is None
+
+
+def written(writer, **options) -> io.BytesIO:
+    """Three events in a file format, as an upload's stream."""
+    buffer = io.BytesIO()
+    writer(buffer, events.make_events([0, 1000, 2000], [0, 96, 50], [0, 96, 50], [0, 1, 1]), **options)
+    return buffer
+
+
+SMALL = 5000  # bytes, as the upload declares them; well under the 128 KiB line
+
+
+@pytest.mark.parametrize(
+    "stream, filename, expected",
+    [
+        (lambda: written(write_evt3, sensor_size=(128, 128)), "a.raw", "evt3"),
+        (lambda: written(write_evt2, sensor_size=(128, 128)), "a.raw", "evt2"),
+        (lambda: written(write_aedat2, sensor_size=(128, 128)), "a.aedat", "aedat2"),
+        (lambda: written(write_aedat4, sensor_size=(128, 128)), "a.aedat4", None),  # inflates up to 2000x
+        (lambda: written(write_csv), "a.csv", None),  # parsed as text: ~10x the cost per byte
+        (lambda: npz(FITS), "a.npz", None),  # a zip archive: inflates too
+        (lambda: io.BytesIO(b"\x00\x01 matches no format"), "a.bin", None),  # the thread reports the error
+    ],
+)
+def test_small_uploads_of_record_formats_decode_on_the_loop_and_inflating_or_text_ones_in_a_thread(
+    stream, filename, expected
+):
+    upload = stream()
+    upload.seek(7)
+    assert inline_format(upload, SMALL, filename, None) == expected
+    assert upload.tell() == 0
+
+
+def test_the_loop_takes_uploads_up_to_128_kib_and_a_named_format_without_sniffing():
+    upload = written(write_evt3, sensor_size=(128, 128))
+    assert inline_format(upload, 128 * 1024, "a.raw", None) == "evt3"
+    assert inline_format(upload, 128 * 1024 + 1, "a.raw", None) is None
+    assert inline_format(upload, None, "a.raw", None) is None  # size unknown
+    garbage = io.BytesIO(b"\x00\x01 matches no format")
+    assert inline_format(garbage, SMALL, "a.bin", "evt2") == "evt2"
+    assert inline_format(garbage, SMALL, "a.bin", "aedat4") is None

@@ -1,6 +1,6 @@
 """bench/profile_server.py charges each py-spy sample to the stage of its innermost named frame."""
 
-from bench.profile_server import aggregate, stage_of
+from bench.profile_server import aggregate, per_thread, stage_of
 
 LOOP = "Runner.run (asyncio/runners.py:118)"
 LOG = "RequestLogMiddleware.__call__ (service/request_logging.py:95)"
@@ -34,3 +34,12 @@ def test_aggregate_sums_collapsed_stack_counts_per_stage():
         f"{LOOP};MultiPartParser.parse (starlette/formparsers.py:274) 2\n"
     )
     assert aggregate(raw) == {"multipart parsing": 9, "thread hops": 3}
+
+
+def test_per_thread_cpu_is_the_growth_per_request_busiest_first_with_native_threads_summed():
+    before = {1: 10.0, 2: 5.0, 3: 1.0, 4: 0.5}
+    after = {4: 0.75, 2: 5.5, 1: 12.0, 3: 1.25, 5: 0.5}  # thread 5 started during the run
+    names = {1: "MainThread", 2: "decode_0", 4: "batcher-demo"}
+    assert per_thread(before, after, names, 1000) == (
+        "MainThread 2.00, decode_0 0.50, batcher-demo 0.25, native threads (ONNX Runtime's) 0.75"
+    )

@@ -404,6 +404,7 @@ def test_undecodable_files_are_400_and_unknown_formats_415(client, recordings, t
     assert_problem(classify(client, tmp_path / "truncated.aedat4"), 400, "undecodable-file")
     assert_problem(classify(client, tmp_path / "empty.aedat4"), 400)
     assert_problem(classify(client, tmp_path / "garbage.bin", format="aedat4"), 400)
+    assert_problem(classify(client, tmp_path / "garbage.bin", format="aedat2"), 400)  # decoded on the loop
     assert_problem(classify(client, few), 400)
     assert_problem(classify(client, recordings["aedat4"], sensor_size="10x10"), 400)
     assert_problem(classify(client, tmp_path / "garbage.bin"), 415, "unknown-format")

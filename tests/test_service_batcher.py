@@ -61,6 +61,31 @@ def test_a_lone_sample_does_not_wait_for_company_that_is_not_coming():
     assert model.batches == [1, 1]
 
 
+def test_a_full_batch_runs_at_once_though_more_samples_are_announced():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=2, max_delay_s=60)
+    batcher.expect(3)
+    first = batcher.submit(sample(1))
+    time.sleep(0.2)  # the worker is now waiting for the announced samples
+    second = batcher.submit(sample(2))
+    assert [first.result(10).batch_size, second.result(10).batch_size] == [2, 2]
+    batcher.forget(1)
+    batcher.close(10)
+    assert model.batches == [2]
+
+
+def test_pending_counts_queued_and_announced_samples():
+    batcher = DynamicBatcher("m", Recorder(), max_batch_size=8, max_delay_s=60)
+    batcher.expect(3)
+    assert batcher.pending == 3
+    future = batcher.submit(sample(1))
+    assert batcher.pending == 3  # one queued (the worker waits for the other two), two announced
+    batcher.forget(2)
+    future.result(10)
+    batcher.close(10)
+    assert batcher.pending == 0
+
+
 def test_fixed_wait_holds_a_sample_for_the_whole_delay():
     model = Recorder()
     batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.3, adaptive=False)
