@@ -219,7 +219,8 @@ def test_gpu_and_cpu_runtimes_install_the_matching_requirements():
     assert stage_chain("serve", {}) == ["runtime-gpu", "serve"]
     assert stage_chain("serve", {"SERVE_RUNTIME": "runtime-cpu"})[0] == "python-base"
     assert "cudnn-runtime" in stage_base("runtime-gpu", {})
-    assert not [s for sources, _ in copy_sources("serve") for s in sources if s.startswith("models")]
+    models = [s for sources, _ in copy_sources("serve") for s in sources if s.startswith("models")]
+    assert models == ["models/__init__.py", "models/energy.py", "models/energy_profiles"]  # torch-free pricing only
 
 
 def test_build_context_has_every_copied_path_and_nothing_private():
@@ -481,7 +482,7 @@ def test_container_commands_export_then_serve_without_torch(image_root):
 
     serve_app = stage_files("serve", image_root / "serve-image")
     python = serve_venv(image_root / "serve-env")
-    for module in ("torch", "onnx", "models", "export.repository"):
+    for module in ("torch", "onnx", "models.architectures", "models.train", "export.repository"):
         absent = subprocess.run([python, "-c", f"import {module}"], cwd=serve_app, capture_output=True, timeout=60)
         assert absent.returncode != 0, f"{module} must not be importable where the serve image's code runs"
     port = free_port()

@@ -194,7 +194,7 @@ def test_each_example_through_the_file_input_shows_its_gesture(server, open_page
             screenshot(page, "web-desktop-swipe_left.png")
     expect(page.locator("#raster-note")).to_be_hidden()  # the demo is exported with per-step outputs
     expect(page.locator("#raster svg rect").first).to_be_visible()
-    assert page.locator("#frames").evaluate("c => [c.width, c.height]") == [32, 32]
+    assert page.locator("#frames").evaluate("c => [c.width, c.height]") == [64, 64]  # the demo frames at 64x64
 
     page.locator("#frames").focus()
     page.keyboard.press("ArrowRight")
