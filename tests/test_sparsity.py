@@ -92,3 +92,11 @@ def test_training_counts_the_sops_the_exported_graph_counts():
     spikes = exported[1].sum(0).double()
     neurons = torch.tensor([float(np.prod(s.shape)) for s in model.specs if isinstance(s, LIFSpec)])
     assert torch.allclose(run.rates.double(), spikes / (neurons * 8 * 3))
+
+
+def test_sop_counts_that_do_not_match_the_layers_are_refused_not_truncated(manifest):
+    energy = SopEnergy(manifest.synaptic_layers, profile("ac"), 3)
+    with pytest.raises(ValueError):
+        energy.ratios(np.array([[7]]))
+    with pytest.raises(ValueError):
+        energy.ratios(np.array([[7, 5, 1]]))
