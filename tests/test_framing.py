@@ -292,3 +292,25 @@ def test_busy_helper_threads_do_not_delay_framing():
         assert not blocked  # framing finished while the helpers were still busy
     finally:
         release.set()
+
+
+def test_a_spec_written_before_the_noise_filters_reads_with_them_off_and_split_by_number():
+    assert FramingSpec.from_dict({"time_steps": 8, "width": 32, "height": 24}) == FramingSpec(
+        8, 32, 24, "number", 0, False
+    )
+    written = {"time_steps": 4, "width": 64, "height": 48, "split_by": "time", "denoise_us": 2000, "hot_pixels": True}
+    assert FramingSpec.from_dict(written) == FramingSpec(4, 64, 48, "time", 2000, True)
+
+
+@pytest.mark.parametrize(("sensor", "frame"), [(0, 32), (128, 0), (128, -1), (128, 1 << 29)])
+def test_an_axis_that_cannot_be_scaled_is_refused(sensor, frame):
+    with pytest.raises(ValueError, match=f"cannot scale a {sensor}-pixel axis to {frame}"):
+        Scale.of(sensor, frame)
+
+
+@pytest.mark.parametrize(("sensor", "frame"), [(1, 1), (1, 7), (65535, (1 << 29) - 1)])
+def test_the_extreme_axes_still_scale_exactly(sensor, frame):
+    scale = Scale.of(sensor, frame)
+    assert isinstance(scale.factor, int)
+    v = np.arange(min(sensor, 1 << 16), dtype=np.uint64)
+    assert ((v * np.uint64(scale.factor)) >> np.uint64(scale.shift) == v * frame // sensor).all()

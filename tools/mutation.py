@@ -39,12 +39,16 @@ class Target:
 
 TARGETS = (
     Target("upload_limit", "service/upload_limit.py", ("tests/test_upload_limit.py",)),
-    Target("energy", "service/energy.py", ("tests/test_energy.py", "tests/test_service_problems.py")),
+    Target(
+        "energy",
+        "models/energy.py",
+        ("tests/test_energy.py", "tests/test_sparsity.py", "tests/test_service_problems.py"),
+    ),
     Target("ingest", "service/ingest.py", ("tests/test_ingest.py",)),
     Target("batcher", "service/batcher.py", ("tests/test_service_batcher.py",)),
     Target("parity", "export/parity.py", ("tests/test_export_parity.py",)),
     Target("classify", "service/routes/classify.py", ("tests/test_service_settings.py",)),
-    Target("framing", "events/framing.py", ("tests/test_framing.py",)),
+    Target("framing", "events/framing.py", ("tests/test_framing.py", "tests/test_windows.py")),
 )
 
 
