@@ -31,6 +31,7 @@ from events import frame_events
 from events.evt3 import write_evt3
 from export.manifest import Manifest
 from models.datasets.synthetic import GESTURES, SENSOR_SIZE, generate_recording, split_seed
+from service.ingest import framing_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("demo-before", "demo")
@@ -86,7 +87,7 @@ def inference_ms(repository: Path, recordings: list[np.ndarray], rounds: int) ->
     for model in MODELS:
         manifest = Manifest.read(repository / model / "1" / "manifest.json")
         session = ort.InferenceSession(str(repository / model / "1" / "model.onnx"), options)
-        frames = [frame_events(ev, SENSOR_SIZE, manifest_spec(manifest))[None].astype(np.float32) for ev in recordings]
+        frames = [frame_events(ev, SENSOR_SIZE, framing_spec(manifest))[None].astype(np.float32) for ev in recordings]
         runs[model] = (session, frames)
     times: dict[str, list[float]] = {m: [] for m in MODELS}
     for _ in range(rounds):
@@ -96,13 +97,6 @@ def inference_ms(repository: Path, recordings: list[np.ndarray], rounds: int) ->
                 session.run(None, {"frames": x})
             times[model].append((time.perf_counter() - tick) / len(frames) * 1e3)
     return {m: statistics.median(t) for m, t in times.items()}
-
-
-def manifest_spec(manifest: Manifest):
-    from events import FramingSpec
-
-    i = manifest.input
-    return FramingSpec(manifest.time_steps, i.width, i.height, i.split_by, i.denoise_us or 0, bool(i.hot_pixels))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,7 +75,6 @@ def penalty_cost(rounds: int, steps: int, penalty: float) -> tuple[float, float,
     from models.energy import DEFAULT_PROFILE, load_profiles
     from models.sops import ActivityMeter
     from models.sparsity import SopEnergy
-    from models.synaptic_cost import synaptic_costs
     from models.train import arch_from_args, parse_args
 
     torch.set_num_threads(1)
@@ -83,7 +82,7 @@ def penalty_cost(rounds: int, steps: int, penalty: float) -> tuple[float, float,
     config = arch_from_args(parse_args(DEMO_RECIPE), classes=10)
     model = SpikingNet(config)
     meter = ActivityMeter(model)
-    energy = SopEnergy(synaptic_costs(config, model.specs, False), load_profiles()[DEFAULT_PROFILE], config.time_steps)
+    energy = SopEnergy.of(model, load_profiles()[DEFAULT_PROFILE])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     frames = torch.poisson(torch.full((16, config.time_steps, 2, config.height, config.width), 0.3))
     target = torch.nn.functional.one_hot(torch.arange(16) % 10, 10).float()

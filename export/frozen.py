@@ -40,7 +40,7 @@ from models.architectures import (
     SpikingNet,
     VoteSpec,
 )
-from models.sops import conv_fanout_map
+from models.sops import fanouts
 
 EXACT_FLOAT_INTEGERS = 2**24  # float32 holds every integer below this exactly
 
@@ -209,7 +209,7 @@ def freeze(model: SpikingNet) -> FrozenSNN:
     """The frozen, folded, unrolled equivalent of ``model`` in eval mode."""
     config = model.config
     specs = model.specs
-    height, width = config.height, config.width
+    fanout = fanouts(config, specs)
     layers: dict[str, nn.Module] = {}
     for i, spec in enumerate(specs):
         match spec:
@@ -220,16 +220,12 @@ def freeze(model: SpikingNet) -> FrozenSNN:
                     weight, bias = fold_batchnorm(weight, getattr(model, following.name))
                 else:
                     weight, bias = weight.clone(), torch.zeros(spec.out_channels)
-                fanout = conv_fanout_map(height, width, spec.out_channels, spec.kernel, spec.stride, spec.padding)
-                layers[spec.name] = FrozenConv(weight, bias, spec.stride, spec.padding, fanout)
-                height = (height + 2 * spec.padding - spec.kernel) // spec.stride + 1
-                width = (width + 2 * spec.padding - spec.kernel) // spec.stride + 1
+                layers[spec.name] = FrozenConv(weight, bias, spec.stride, spec.padding, fanout[spec.name])
             case LIFSpec():
                 lif = getattr(model, spec.name)
                 layers[spec.name] = FrozenLIF(lif.thresh.detach().clone(), lif.tau, config.time_steps)
             case MaxPoolSpec():
                 layers[spec.name] = MaxPool(spec.kernel)
-                height, width = height // spec.kernel, width // spec.kernel
             case FlattenSpec():
                 layers[spec.name] = Flatten()
             case LinearSpec():

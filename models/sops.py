@@ -38,18 +38,18 @@ def conv_fanout_map(
 
 
 def fanouts(config: ArchConfig, specs: list[LayerSpec]) -> dict[str, torch.Tensor]:
-    """Per synaptic layer, in graph order: its fan-out map (``float32 [H, W]`` conv, ``[]`` linear)."""
+    """Per synaptic layer, in graph order: its fan-out map (``int64 [H, W]`` conv, ``[]`` linear)."""
     maps: dict[str, torch.Tensor] = {}
     height, width = config.height, config.width
     for spec in specs:
         match spec:
             case ConvSpec():
                 fanout = conv_fanout_map(height, width, spec.out_channels, spec.kernel, spec.stride, spec.padding)
-                maps[spec.name] = fanout.float()
+                maps[spec.name] = fanout
                 height = (height + 2 * spec.padding - spec.kernel) // spec.stride + 1
                 width = (width + 2 * spec.padding - spec.kernel) // spec.stride + 1
             case LinearSpec():
-                maps[spec.name] = torch.tensor(float(spec.out_features))
+                maps[spec.name] = torch.tensor(spec.out_features)
             case MaxPoolSpec():
                 height, width = height // spec.kernel, width // spec.kernel
     return maps
@@ -77,7 +77,7 @@ class ActivityMeter:
 
     def __init__(self, model: SpikingNet):
         self.model = model
-        self.fanouts = fanouts(model.config, model.specs)
+        self.fanouts = {name: fanout.float() for name, fanout in fanouts(model.config, model.specs).items()}
 
     def __call__(self, x: torch.Tensor) -> Activity:
         sops, rates = [], []

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.architectures import SpikingNet
 from models.energy import CostedLayer, EnergyProfile, ann_pj, snn_pj, sop_price_pj
+from models.synaptic_cost import synaptic_costs
 
 
 @dataclass
@@ -25,6 +27,11 @@ class SopEnergy:
     layers: list[CostedLayer]
     profile: EnergyProfile
     time_steps: int
+
+    @classmethod
+    def of(cls, model: SpikingNet, profile: EnergyProfile) -> SopEnergy:
+        """The pricing of ``model``'s synaptic layers; its first layer sees event counts, not spikes."""
+        return cls(synaptic_costs(model.config, model.specs, False), profile, model.config.time_steps)
 
     def __post_init__(self) -> None:
         self.ann = ann_pj(self.layers, self.profile)

@@ -35,7 +35,6 @@ from models.datasets.synthetic import CACHE_DIR, CameraParams
 from models.energy import DEFAULT_PROFILE, load_profiles
 from models.sops import Activity, ActivityMeter
 from models.sparsity import RateTarget, SopEnergy
-from models.synaptic_cost import synaptic_costs
 
 
 @dataclass
@@ -233,7 +232,7 @@ def train(argv: list[str] | None = None) -> tuple[Path, list[EpochStats]]:
     profiles = load_profiles()
     if args.energy_profile not in profiles:
         raise SystemExit(f"unknown energy profile {args.energy_profile!r}; profiles: {', '.join(sorted(profiles))}")
-    energy = SopEnergy(synaptic_costs(config, model.specs, False), profiles[args.energy_profile], config.time_steps)
+    energy = SopEnergy.of(model, profiles[args.energy_profile])
     penalty = sparsity_penalty(args, energy, len(model.lif_layers()))
     optimizer = torch.optim.Adam(learnable, lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.gamma)
