@@ -9,6 +9,8 @@ client that disconnects or times out is cancelled before it reaches the model.
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +37,10 @@ from service.ingest import (
     inline_format,
     prepare,
 )
+from service.multipart_form import FormPart
 from service.problems import Problem
-from service.registry import ServedModel
+from service.registry import NAME_PATTERN, ServedModel
+from service.routes.fast_form import FALLBACK, fast_form_route
 from service.routes.inference_steps import (
     check_early_exit,
     check_format,
@@ -51,11 +55,12 @@ from service.routes.inference_steps import (
 )
 from service.routes.models import ModelName, find_model
 from service.schemas import ClassifyBatchResponse, ClassifyResponse, problem_responses
-from service.security import require_api_key
+from service.security import bearer, require_api_key
 
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(require_api_key)])
 
 DEFAULT_TOP_K = 5
+NAME = re.compile(NAME_PATTERN)
 
 
 @dataclass
@@ -116,6 +121,60 @@ async def classify_form(
     )
 
 
+TEXT_FIELDS = ("format", "sensor_size", "energy_profile", "include")
+WHOLE = re.compile(r"0|[1-9][0-9]{0,8}")
+SIGNED_WHOLE = re.compile(r"0|-?[1-9][0-9]{0,8}")
+DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,17})?|\.[0-9]{1,17}")
+BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def form_values(parts: list[FormPart]) -> dict | None:
+    """``classify_form``'s arguments from a plain form's parts, or None unless each field is present at most
+    once (``files`` any number of times), of its kind (file or text), and written the way FastAPI's
+    validation reads it unchanged; None sends the request through FastAPI's own parsing and errors."""
+    values: dict = {}
+    uploads: list[UploadFile] = []
+    for part in parts:
+        name, filename = part.name, part.filename
+        if name in ("file", "files"):
+            if not filename or (name == "file" and name in values):
+                return None
+            upload = UploadFile(io.BytesIO(part.data), size=len(part.data), filename=filename)
+            if name == "file":
+                values["file"] = upload
+            else:
+                uploads.append(upload)
+            continue
+        if filename is not None or name in values:
+            return None
+        try:
+            text = part.data.decode()
+        except UnicodeDecodeError:
+            return None
+        value = _field_value(name, text)
+        if value is None:
+            return None
+        values[name] = value
+    if uploads:
+        values["files"] = uploads
+    return values
+
+
+def _field_value(name: str, text: str) -> object | None:
+    """A text field's value as FastAPI's validation gives it, for the spellings it takes unchanged; else None."""
+    if name in TEXT_FIELDS:
+        return text or None
+    if name == "top_k" and SIGNED_WHOLE.fullmatch(text):
+        return int(text)
+    if name == "denoise_us" and WHOLE.fullmatch(text) and int(text) <= MAX_DENOISE_US:
+        return int(text)
+    if name == "early_exit" and DECIMAL.fullmatch(text):
+        return float(text)
+    if name == "hot_pixels":
+        return BOOLEANS.get(text)
+    return None
+
+
 ROUTE = {
     "response_model": ClassifyResponse | ClassifyBatchResponse,
     "responses": problem_responses(400, 401, 404, 413, 415, 422, 503),
@@ -123,7 +182,6 @@ ROUTE = {
 }
 
 
-@router.post("/models/{name}/classify", summary="Classify event files with the named model", **ROUTE)
 async def classify_named(
     request: Request,
     name: ModelName,
@@ -133,13 +191,36 @@ async def classify_named(
     return await classify(request, find_model(ctx.registry, name), params, ctx)
 
 
-@router.post("/classify", summary="Classify event files with the default model", **ROUTE)
 async def classify_default(
     request: Request,
     params: Annotated[ClassifyParams, Depends(classify_form)],
     ctx: Annotated[AppContext, Depends(get_context)],
 ):
     return await classify(request, default_model(ctx), params, ctx)
+
+
+async def classify_fast(request: Request, parts: list[FormPart]):
+    """Either route for a small plain form: the same dependencies and checks, called directly
+    (``service.routes.fast_form``); ``FALLBACK`` unless every field is one FastAPI would accept as is."""
+    values = form_values(parts)
+    name = request.path_params.get("name")
+    if values is None or (name is not None and not NAME.fullmatch(name)):
+        return FALLBACK
+    await require_api_key(request, await bearer(request))
+    params = await classify_form(**values)
+    ctx = await get_context(request)
+    model = default_model(ctx) if name is None else find_model(ctx.registry, name)
+    return await classify(request, model, params, ctx)
+
+
+_fast_route = fast_form_route(classify_fast)
+for _path, _endpoint, _summary in (
+    ("/models/{name}/classify", classify_named, "Classify event files with the named model"),
+    ("/classify", classify_default, "Classify event files with the default model"),
+):
+    router.add_api_route(
+        _path, _endpoint, methods=["POST"], summary=_summary, route_class_override=_fast_route, **ROUTE
+    )
 
 
 async def classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext):
