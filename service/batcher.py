@@ -51,6 +51,27 @@ class _Job:
     enqueued: float
 
 
+@dataclass
+class Announcement:
+    """Samples announced as a request arrived, before its body is parsed: the code that submits them
+    takes the announcement over (``take``), and whatever is not taken is withdrawn at the end."""
+
+    batcher: DynamicBatcher
+    count: int
+
+    def take(self, batcher: DynamicBatcher) -> int:
+        """The samples announced to ``batcher`` (now the taker's to submit or forget); 0 for another batcher."""
+        if batcher is not self.batcher:
+            return 0
+        count, self.count = self.count, 0
+        return count
+
+    def withdraw(self) -> None:
+        if self.count:
+            self.batcher.forget(self.count)
+            self.count = 0
+
+
 def _ignore(*_args) -> None:
     return None
 
@@ -109,6 +130,11 @@ class DynamicBatcher:
         """Announce ``count`` samples that will be submitted soon (still being decoded)."""
         with self._cond:
             self._expected += count
+
+    def announce(self, count: int) -> Announcement:
+        """Announce ``count`` samples before it is known whether they will come (see ``Announcement``)."""
+        self.expect(count)
+        return Announcement(self, count)
 
     def forget(self, count: int) -> None:
         """Withdraw announced samples that will not come (their decoding failed)."""

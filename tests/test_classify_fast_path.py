@@ -135,6 +135,19 @@ def test_every_other_form_gets_the_same_answer_either_way(client, case):
     assert comparable(sized) == comparable(chunked)
 
 
+def test_no_request_leaves_a_sample_announced_to_the_batcher(client):
+    """The fast path announces a sample before reading the body; whatever the answer (refused,
+    handed to FastAPI's path, answered), nothing stays announced, or the batcher would keep waiting
+    for samples that never come."""
+    batcher = client.app.state.context.registry.get("demo").batcher
+    for body, _ in REFUSED.values():
+        client.post("/v1/models/demo/classify", content=body, headers=CONTENT_TYPE)
+        assert batcher.pending == 0
+    for body in PLAIN.values():
+        assert client.post("/v1/classify", content=body, headers=CONTENT_TYPE).status_code == 200
+        assert batcher.pending == 0
+
+
 def test_a_bad_model_name_and_a_truncated_body_get_the_same_answer_either_way(client):
     for url, body, status in (
         ("/v1/models/no_such_model/classify", form(("file", EVT3)), 404),

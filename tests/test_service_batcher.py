@@ -269,3 +269,26 @@ def test_overload_and_shutdown_messages_name_the_model():
     with pytest.raises(Overloaded, match="'gesture' is shutting down"):
         batcher.submit(sample(3))
     gate.set()
+
+
+def test_an_announcement_taken_over_is_submitted_by_its_taker_and_the_rest_withdrawn():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60)
+    other = DynamicBatcher("other", Recorder(), max_batch_size=8, max_delay_s=60)
+    first, second = batcher.announce(1), batcher.announce(1)
+    assert batcher.pending == 2
+    assert first.take(other) == 0  # announced to another model: nothing to take over
+    assert first.take(batcher) == 1 and first.take(batcher) == 0
+    waiting = batcher.submit(sample(1))  # the second request is still announced: the batch waits for it
+    time.sleep(0.05)
+    assert not waiting.done()
+    first.withdraw()  # taken over already: withdraws nothing
+    assert batcher.pending == 2
+    second.withdraw()  # that request never came to submit
+    assert waiting.result(10).batch_size == 1
+    assert batcher.pending == 0
+    second.withdraw()
+    assert batcher.pending == 0
+    batcher.close(10)
+    other.close(10)
+    assert model.batches == [1]

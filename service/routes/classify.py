@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 import events
-from service.batcher import Overloaded, SampleResult
+from service.batcher import Announcement, Overloaded, SampleResult
 from service.dependencies import AppContext, get_context
 from service.early_decision import NOTE as EARLY_DECISION_NOTE
 from service.early_decision import decide, decided_energy_pj
@@ -40,7 +40,7 @@ from service.ingest import (
 from service.multipart_form import FormPart
 from service.problems import Problem
 from service.registry import NAME_PATTERN, ServedModel
-from service.routes.fast_form import FALLBACK, fast_form_route
+from service.routes.fast_form import FALLBACK, fast_form_route, read_plain_form, small_form_boundary
 from service.routes.inference_steps import (
     check_early_exit,
     check_format,
@@ -199,18 +199,39 @@ async def classify_default(
     return await classify(request, default_model(ctx), params, ctx)
 
 
-async def classify_fast(request: Request, parts: list[FormPart]):
+async def classify_fast(request: Request):
     """Either route for a small plain form: the same dependencies and checks, called directly
-    (``service.routes.fast_form``); ``FALLBACK`` unless every field is one FastAPI would accept as is."""
-    values = form_values(parts)
+    (``service.routes.fast_form``); ``FALLBACK`` unless every field is one FastAPI would accept as is.
+
+    The sample is announced to the model's batcher as soon as the headers are in, and the handler
+    yields once before reading the body, so requests that arrive together are all announced before
+    the first is decoded: the batcher then waits for them instead of running a batch of one."""
+    boundary = small_form_boundary(request)
     name = request.path_params.get("name")
-    if values is None or (name is not None and not NAME.fullmatch(name)):
+    if boundary is None or (name is not None and not NAME.fullmatch(name)):
         return FALLBACK
-    await require_api_key(request, await bearer(request))
-    params = await classify_form(**values)
-    ctx = await get_context(request)
-    model = default_model(ctx) if name is None else find_model(ctx.registry, name)
-    return await classify(request, model, params, ctx)
+    announcement = _announce(request.app.state.context, name)
+    try:
+        if announcement is not None:
+            await asyncio.sleep(0)
+        parts = await read_plain_form(request, boundary)
+        values = None if parts is None else form_values(parts)
+        if values is None:
+            return FALLBACK
+        await require_api_key(request, await bearer(request))
+        params = await classify_form(**values)
+        ctx = await get_context(request)
+        model = default_model(ctx) if name is None else find_model(ctx.registry, name)
+        return await classify(request, model, params, ctx, announcement)
+    finally:
+        if announcement is not None:
+            announcement.withdraw()
+
+
+def _announce(ctx: AppContext, name: str | None) -> Announcement | None:
+    """One sample announced to the batcher of the model a request names (or the default), if it is ready."""
+    model = ctx.registry.default() if name is None else ctx.registry.get(name)
+    return model.batcher.announce(1) if model is not None and model.ready else None
 
 
 _fast_route = fast_form_route(classify_fast)
@@ -223,12 +244,27 @@ for _path, _endpoint, _summary in (
     )
 
 
-async def classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext):
+async def classify(
+    request: Request,
+    model: ServedModel,
+    params: ClassifyParams,
+    ctx: AppContext,
+    announcement: Announcement | None = None,
+):
     request.state.log.update(model=model.name, files=len(params.uploads))
-    return await count_request(ctx, model, lambda started: _classify(request, model, params, ctx, started))
+    return await count_request(
+        ctx, model, lambda started: _classify(request, model, params, ctx, started, announcement)
+    )
 
 
-async def _classify(request: Request, model: ServedModel, params: ClassifyParams, ctx: AppContext, started: float):
+async def _classify(
+    request: Request,
+    model: ServedModel,
+    params: ClassifyParams,
+    ctx: AppContext,
+    started: float,
+    announcement: Announcement | None,
+):
     check_serves_events(model)
     manifest = model.manifest
     if len(params.uploads) > ctx.settings.max_files:
@@ -243,9 +279,10 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
     if params.early_exit is not None:
         require_step_outputs(model, "early_exit")
 
-    model.batcher.expect(len(params.uploads))
+    announced = announcement.take(model.batcher) if announcement is not None else 0
+    model.batcher.expect(len(params.uploads) - announced)
     try:
-        prepared = await _prepare_all(model, params, override, ctx)
+        prepared = await _prepare_all(model, params, override, ctx, announced > 0)
     except BaseException:
         model.batcher.forget(len(params.uploads))
         raise
@@ -269,20 +306,27 @@ async def _classify(request: Request, model: ServedModel, params: ClassifyParams
 
 
 async def _prepare_all(
-    model: ServedModel, params: ClassifyParams, override: tuple[int, int] | None, ctx: AppContext
+    model: ServedModel,
+    params: ClassifyParams,
+    override: tuple[int, int] | None,
+    ctx: AppContext,
+    announced_on_arrival: bool,
 ) -> list[Prepared]:
     """Decode and frame every upload: on the loop when all of them are small and cheap (one after the
-    other) and the model has no other sample queued or announced, else in the thread pool, in parallel.
+    other) and either the request was announced on arrival (``classify_fast``) or the model has no
+    other sample queued or announced; else in the thread pool, in parallel.
 
-    Under load the pool path is the faster one: samples announced while they decode keep the batcher
-    collecting (batches of 12 instead of 4 at concurrency 32 in BENCHMARKS.md), which saves more model
-    CPU than the hop costs."""
+    The batcher waits for more samples only while some are announced. A request decoded on the loop
+    that was not announced on arrival is announced and submitted in one step, so under load its
+    batches would shrink (12 to 4 samples at concurrency 32 in BENCHMARKS.md) and cost more model CPU
+    than the hop to a thread saves; announced on arrival, it keeps the batcher collecting."""
     s = ctx.settings
     limits = IngestLimits(s.max_events, int(s.max_duration_s * 1e6), s.max_decompressed_bytes)
     names = [_safe_name(upload.filename) for upload in params.uploads]
     manifest = model.manifest
     spec = framing_spec(manifest, params.denoise_us, params.hot_pixels)
-    inline = _inline_formats(params) if model.batcher.pending <= len(params.uploads) else None
+    quiet = model.batcher.pending <= len(params.uploads)
+    inline = _inline_formats(params) if announced_on_arrival or quiet else None
     if inline is not None:
         outcomes = [
             _outcome(prepare, upload.file, name, format, override, manifest, limits, spec)

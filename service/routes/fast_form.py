@@ -2,12 +2,13 @@
 
 ``fast_form_route(handler)`` makes an ``APIRoute`` class: the route is declared as usual (its
 OpenAPI document, parameters and response model unchanged) and FastAPI's handler stays in place,
-but a request whose body is at most ``FAST_MAX_BYTES`` (declared ``Content-Length``) and parses as
-a plain form (``service.multipart_form``) is first offered to ``handler(request, parts)``. The
-handler either answers (a ``Response``, or content serialised with the route's response model as
-FastAPI would) or returns ``FALLBACK`` for anything it does not accept exactly as FastAPI's
-validation would, and FastAPI's handler then runs on the same request (the body is cached), so
-every refusal and its wording stay FastAPI's.
+but each request is first offered to ``handler(request)``. The handler takes only a form whose
+declared ``Content-Length`` is at most ``FAST_MAX_BYTES`` (``small_form_boundary``, from the
+headers) and that parses as a plain form (``read_plain_form``, ``service.multipart_form``), and
+answers it (a ``Response``, or content serialised with the route's response model as FastAPI
+would); for anything it does not accept exactly as FastAPI's validation would, it returns
+``FALLBACK`` and FastAPI's handler runs on the same request (the body is cached), so every refusal
+and its wording stay FastAPI's.
 
 Why: FastAPI resolves each declared form field through its dependency solver per request, and
 Starlette spools every upload into an ``UploadFile``; for the classify form that was the largest
@@ -30,7 +31,7 @@ from service.multipart_form import FormPart, boundary_of, parse_form
 FAST_MAX_BYTES = 1 << 20  # Starlette's in-memory spool size: above it the standard path writes to disk
 FALLBACK = object()
 
-FastHandler = Callable[[Request, list[FormPart]], Awaitable[Any]]
+FastHandler = Callable[[Request], Awaitable[Any]]
 
 
 def fast_form_route(handler: FastHandler) -> type[APIRoute]:
@@ -43,27 +44,28 @@ def fast_form_route(handler: FastHandler) -> type[APIRoute]:
             exclude_unset = self.response_model_exclude_unset
 
             async def route_handler(request: Request) -> Response:
-                parts = await small_plain_form(request)
-                if parts is not None:
-                    content = await handler(request, parts)
-                    if isinstance(content, Response):
-                        return content
-                    if content is not FALLBACK:
-                        body = adapter.dump_json(adapter.validate_python(content), exclude_unset=exclude_unset)
-                        return Response(body, media_type="application/json")
-                return await standard(request)
+                content = await handler(request)
+                if isinstance(content, Response):
+                    return content
+                if content is FALLBACK:
+                    return await standard(request)
+                body = adapter.dump_json(adapter.validate_python(content), exclude_unset=exclude_unset)
+                return Response(body, media_type="application/json")
 
             return route_handler
 
     return FastFormRoute
 
 
-async def small_plain_form(request: Request) -> list[FormPart] | None:
-    """The parts of a request's body when it declares at most ``FAST_MAX_BYTES`` and is a plain form, else None."""
+def small_form_boundary(request: Request) -> bytes | None:
+    """The boundary of a multipart form whose declared length is at most ``FAST_MAX_BYTES``, else None
+    (from the headers alone: the body may still be on its way)."""
     length = request.headers.get("content-length")
     if length is None or not length.isdigit() or int(length) > FAST_MAX_BYTES:
         return None
-    boundary = boundary_of(request.headers.get("content-type", ""))
-    if boundary is None:
-        return None
+    return boundary_of(request.headers.get("content-type", ""))
+
+
+async def read_plain_form(request: Request, boundary: bytes) -> list[FormPart] | None:
+    """The parts of the request's body, or None when it is not a plain form (``service.multipart_form``)."""
     return parse_form(await request.body(), boundary)
