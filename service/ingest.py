@@ -2,16 +2,21 @@
 
 Every problem with the content is an ``events.EventDecodeError`` whose ``status`` the API maps to HTTP.
 
-Where it runs: an upload of at most ``INLINE_MAX_BYTES`` in a format of fixed-size or vector
-records is decoded and framed on the event loop (``inline_format``); anything larger, and the
-formats whose cost per byte has no small bound (``THREAD_ONLY_FORMATS``: inflated or parsed as
-text), goes to a worker thread. The hop to a thread and back (executor work item, waking a
-worker, ``call_soon_threadsafe`` back to the loop) cost 0.4 ms of server CPU per request in
-BENCHMARKS.md's profile, more than decoding and framing one of the bundled ~100 KB examples
-(0.1-0.4 ms). At 128 KiB the worst cases measured are 5 ms (EVT 3.0) and 9 ms (EVT 2.1), both
-packed with vector words; fixed-size records stay under 0.3 ms; zstd-compressed AEDAT 4 or NPZ
-of that size can inflate by up to ``DecodeLimits.max_compression_ratio`` (43 ms measured for
-an NPZ) and CSV costs 3 ms, so those never run on the loop.
+Where it runs: an upload of at most ``INLINE_MAX_BYTES`` that is neither text nor an NPZ is
+decoded and framed on the event loop (``inline_format``) under a budget (``inline_limits``): at
+most ``INLINE_MAX_EVENTS`` events and ``INLINE_MAX_INFLATED_BYTES`` after decompression, the
+request's own limits where they are tighter. An upload that meets the budget stops there and is
+decoded again in a worker thread under the request's limits (``over_inline_budget``); so do larger
+uploads, NPZ and CSV (``THREAD_ONLY_FORMATS``: 43 ms measured for an NPZ inflating within its
+ratio, 3 ms for a 128 KiB CSV).
+
+Why: the hop to a thread and back (executor work item, waking a worker, the GIL handed back and
+forth, ``call_soon_threadsafe`` back to the loop) costs more server CPU than decoding and framing a
+bundled example: leaving the one AEDAT 4 example (187 KB) on the loop cut 0.3 ms of server CPU per
+request over the mix (BENCHMARKS.md, serving overhead). The budget bounds what one upload can hold
+the loop for: framing a recording that states a Gen4 1280x720 sensor costs 6 ms whatever its events
+(the noise filters' per-pixel state), and 65,536 events add at most 3 ms (8.6 ms measured for
+50,000 events of ZSTD AEDAT 4, 7.3 ms for EVT 2.1 packed with vector words).
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ class Prepared:
     frame_s: float
 
 
-INLINE_MAX_BYTES = 128 * 1024
-THREAD_ONLY_FORMATS = frozenset({"aedat4", "npz", "csv"})
+INLINE_MAX_BYTES = 256 * 1024
+INLINE_MAX_EVENTS = 65_536
+INLINE_MAX_INFLATED_BYTES = 1 << 20
+THREAD_ONLY_FORMATS = frozenset({"npz", "csv"})
 MAX_DENOISE_US = 10_000_000  # a 10 s window already keeps every event of a noisy pixel's neighbourhood
 
 
@@ -100,6 +107,23 @@ def inline_format(stream: BinaryIO, size: int | None, filename: str | None, form
         except events.EventDecodeError:
             return None
     return None if format is None or format in THREAD_ONLY_FORMATS else format
+
+
+def inline_limits(limits: IngestLimits) -> IngestLimits:
+    """The budget of a decode on the event loop: ``limits`` tightened to ``INLINE_MAX_EVENTS`` events
+    and ``INLINE_MAX_INFLATED_BYTES`` inflated."""
+    return IngestLimits(
+        min(limits.max_events, INLINE_MAX_EVENTS),
+        limits.max_duration_us,
+        min(limits.max_decompressed_bytes, INLINE_MAX_INFLATED_BYTES),
+    )
+
+
+def over_inline_budget(outcome: object, limits: IngestLimits) -> bool:
+    """Whether an inline decode's outcome may be the budget's refusal rather than the request's:
+    then the upload is decoded again in a thread, under ``limits`` (which refuse it there if it is
+    over them too)."""
+    return isinstance(outcome, events.LimitExceededError) and inline_limits(limits) != limits
 
 
 def decode(stream: BinaryIO, filename: str | None, format: str | None, limits: IngestLimits) -> events.Recording:

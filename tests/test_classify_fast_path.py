@@ -9,14 +9,18 @@ must really take the fast path: Starlette's form parser is made to fail while th
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_harness import demo_repository
 from starlette.requests import Request
 
+import events
+from events.evt3 import write_evt3
 from service.app import create_app
 from service.multipart_form import FormPart, boundary_of, parse_form
 from service.settings import Settings
@@ -26,6 +30,15 @@ EVT3 = ("rotate_clockwise.evt3.raw", (EXAMPLES / "rotate_clockwise.evt3.raw").re
 EVT2 = ("swipe_up.evt2.raw", (EXAMPLES / "swipe_up.evt2.raw").read_bytes())
 AEDAT4 = ("swipe_left.aedat4", (EXAMPLES / "swipe_left.aedat4").read_bytes())
 BOUNDARY = "fastpathtest"
+
+
+def over_the_loops_budget() -> tuple[str, bytes]:
+    """EVT 3.0 of 70,016 events in vector words (~30 KB): small enough for the loop, over its 65,536-event
+    budget, so the loop refuses it and a worker thread decodes it again (``service.ingest``)."""
+    n = 70_016
+    buffer = io.BytesIO()
+    write_evt3(buffer, events.make_events(np.arange(n) // 32, np.arange(n) % 32, np.arange(n) // 600, 1), (128, 128))
+    return "dense.evt3.raw", buffer.getvalue()
 
 
 def form(*fields: tuple[str, str | tuple[str, bytes]]) -> bytes:
@@ -85,7 +98,8 @@ PLAIN = {
         ("hot_pixels", "false"),
     ),
     "several files": form(("files", EVT3), ("files", AEDAT4), ("top_k", "1")),
-    "an AEDAT 4 file (decoded in the pool)": form(("file", AEDAT4), ("hot_pixels", "1")),
+    "an AEDAT 4 file": form(("file", AEDAT4), ("hot_pixels", "1")),
+    "a file over the loop's budget (decoded again in the pool)": form(("file", over_the_loops_budget())),
 }
 
 

@@ -23,7 +23,14 @@ from events.evt2 import write_evt2
 from events.evt3 import write_evt3
 from events.text_files import write_csv
 from export.manifest import Manifest
-from service.ingest import IngestLimits, inline_format, prepare, warm_up_framing
+from service.ingest import (
+    IngestLimits,
+    inline_format,
+    inline_limits,
+    over_inline_budget,
+    prepare,
+    warm_up_framing,
+)
 
 LIMITS = IngestLimits(max_events=1000, max_duration_us=10_000, max_decompressed_bytes=1 << 20)
 # (x, y, p) of each event; times 0, 1000, 2000, ...
@@ -214,7 +221,7 @@ def written(writer, **options) -> io.BytesIO:
     return buffer
 
 
-SMALL = 5000  # bytes, as the upload declares them; well under the 128 KiB line
+SMALL = 5000  # bytes, as the upload declares them; well under the 256 KiB line
 
 
 @pytest.mark.parametrize(
@@ -223,26 +230,61 @@ SMALL = 5000  # bytes, as the upload declares them; well under the 128 KiB line
         (lambda: written(write_evt3, sensor_size=(128, 128)), "a.raw", "evt3"),
         (lambda: written(write_evt2, sensor_size=(128, 128)), "a.raw", "evt2"),
         (lambda: written(write_aedat2, sensor_size=(128, 128)), "a.aedat", "aedat2"),
-        (lambda: written(write_aedat4, sensor_size=(128, 128)), "a.aedat4", None),  # inflates up to 2000x
+        (lambda: written(write_aedat4, sensor_size=(128, 128)), "a.aedat4", "aedat4"),  # inflation is budgeted
         (lambda: written(write_csv), "a.csv", None),  # parsed as text: ~10x the cost per byte
         (lambda: npz(FITS), "a.npz", None),  # a zip archive: inflates too
         (lambda: io.BytesIO(b"\x00\x01 matches no format"), "a.bin", None),  # the thread reports the error
     ],
 )
-def test_small_uploads_of_record_formats_decode_on_the_loop_and_inflating_or_text_ones_in_a_thread(
-    stream, filename, expected
-):
+def test_small_uploads_decode_on_the_loop_and_text_or_zip_archives_in_a_thread(stream, filename, expected):
     upload = stream()
     upload.seek(7)
     assert inline_format(upload, SMALL, filename, None) == expected
     assert upload.tell() == 0
 
 
-def test_the_loop_takes_uploads_up_to_128_kib_and_a_named_format_without_sniffing():
+def test_the_loop_takes_uploads_up_to_256_kib_and_a_named_format_without_sniffing():
     upload = written(write_evt3, sensor_size=(128, 128))
-    assert inline_format(upload, 128 * 1024, "a.raw", None) == "evt3"
-    assert inline_format(upload, 128 * 1024 + 1, "a.raw", None) is None
+    assert inline_format(upload, 256 * 1024, "a.raw", None) == "evt3"
+    assert inline_format(upload, 256 * 1024 + 1, "a.raw", None) is None
     assert inline_format(upload, None, "a.raw", None) is None  # size unknown
     garbage = io.BytesIO(b"\x00\x01 matches no format")
     assert inline_format(garbage, SMALL, "a.bin", "evt2") == "evt2"
-    assert inline_format(garbage, SMALL, "a.bin", "aedat4") is None
+    assert inline_format(garbage, SMALL, "a.bin", "npz") is None
+
+
+def test_the_loop_decodes_within_a_budget_of_65536_events_and_1_mib_inflated():
+    generous = IngestLimits(max_events=10_000_000, max_duration_us=60_000_000, max_decompressed_bytes=1 << 28)
+    assert inline_limits(generous) == IngestLimits(65_536, 60_000_000, 1 << 20)
+    assert inline_limits(LIMITS) == LIMITS  # the request's limits are already tighter
+    assert inline_limits(IngestLimits(100_000, 5, 1000)) == IngestLimits(65_536, 5, 1000)
+
+
+def budget_breaker(n: int) -> io.BytesIO:
+    """An AEDAT 4 upload of ``n`` events at one pixel: ZSTD shrinks it to a few KB, it inflates to 16 bytes each."""
+    return written_events(write_aedat4, np.arange(n), np.zeros(n), np.zeros(n), np.ones(n), compression="zstd")
+
+
+def written_events(writer, t, x, y, p, **options) -> io.BytesIO:
+    buffer = io.BytesIO()
+    writer(buffer, events.make_events(t, x, y, p), sensor_size=(128, 128), **options)
+    return buffer
+
+
+def test_an_upload_over_the_loops_budget_is_refused_there_and_retried_under_the_requests_limits(manifest):
+    generous = IngestLimits(max_events=10_000_000, max_duration_us=60_000_000, max_decompressed_bytes=1 << 28)
+    for upload, count in (
+        (budget_breaker(70_000), 70_000),  # 1.1 MB inflated, 70,000 events: over both budgets
+        # EVT 3.0 vector words: 32 neighbouring pixels at each microsecond, 70,016 events in ~30 KB
+        (written_events(write_evt3, np.arange(70_016) // 32, np.arange(70_016) % 32, np.zeros(70_016), 1), 70_016),
+    ):
+        assert inline_format(upload, len(upload.getvalue()), "a", None) is not None
+        with pytest.raises(events.LimitExceededError) as refused:
+            prepare(upload, "a", None, None, manifest, inline_limits(generous))
+        assert over_inline_budget(refused.value, generous)
+        assert prepare(upload, "a", None, None, manifest, generous).input["events"] == count
+    # refused by the request's own limits: retried only where the budget was tighter than them
+    with pytest.raises(events.LimitExceededError) as refused:
+        prepare(budget_breaker(2000), "a", None, None, manifest, LIMITS)
+    assert not over_inline_budget(refused.value, LIMITS)
+    assert not over_inline_budget(events.EventDecodeError("evt3", "broken"), generous)

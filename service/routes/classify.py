@@ -35,6 +35,8 @@ from service.ingest import (
     Prepared,
     framing_spec,
     inline_format,
+    inline_limits,
+    over_inline_budget,
     prepare,
 )
 from service.multipart_form import FormPart
@@ -312,9 +314,10 @@ async def _prepare_all(
     ctx: AppContext,
     announced_on_arrival: bool,
 ) -> list[Prepared]:
-    """Decode and frame every upload: on the loop when all of them are small and cheap (one after the
-    other) and either the request was announced on arrival (``classify_fast``) or the model has no
-    other sample queued or announced; else in the thread pool, in parallel.
+    """Decode and frame every upload: on the loop, one after the other and within the loop's budget
+    (``service.ingest``), when all of them are small and cheap and either the request was announced on
+    arrival (``classify_fast``) or the model has no other sample queued or announced; else, and for
+    any upload the budget stopped, in the thread pool, in parallel.
 
     The batcher waits for more samples only while some are announced. A request decoded on the loop
     that was not announced on arrival is announced and submitted in one step, so under load its
@@ -327,20 +330,22 @@ async def _prepare_all(
     spec = framing_spec(manifest, params.denoise_us, params.hot_pixels)
     quiet = model.batcher.pending <= len(params.uploads)
     inline = _inline_formats(params) if announced_on_arrival or quiet else None
+    outcomes: list[Prepared | BaseException | None] = [None] * len(names)
     if inline is not None:
+        budget = inline_limits(limits)
         outcomes = [
-            _outcome(prepare, upload.file, name, format, override, manifest, limits, spec)
+            _outcome(prepare, upload.file, name, format, override, manifest, budget, spec)
             for upload, name, format in zip(params.uploads, names, inline, strict=True)
         ]
-    else:
+    threaded = [i for i, outcome in enumerate(outcomes) if outcome is None or over_inline_budget(outcome, limits)]
+    if threaded:
         loop = asyncio.get_running_loop()
+        args = (params.format, override, manifest, limits, spec)
         jobs = [
-            loop.run_in_executor(
-                ctx.decode_pool, prepare, upload.file, name, params.format, override, manifest, limits, spec
-            )
-            for upload, name in zip(params.uploads, names, strict=True)
+            loop.run_in_executor(ctx.decode_pool, prepare, params.uploads[i].file, names[i], *args) for i in threaded
         ]
-        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        for i, outcome in zip(threaded, await asyncio.gather(*jobs, return_exceptions=True), strict=True):
+            outcomes[i] = outcome
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, events.EventDecodeError):
             raise decode_problem(outcome, f"{name}: " if params.many and name else "")
