@@ -13,9 +13,9 @@ caller gives (every event must lie inside it) or else the smallest size holding 
 Speed: one compiled pass per piece (``_take``) normalises ``p``, checks the sensor and tracks the
 extent while it copies the records into the output (NumPy needs four passes after a copy). A stream
 (``PackedStream``) does all of a piece's work, the record held across pieces included, in one
-compiled call (``_feed``) entered without numba's dispatcher: at 64 KB pieces the fixed cost per
-piece, not the copy, decided whether streaming keeps up with ``events.load`` (BENCHMARKS.md,
-"Incremental decoding").
+compiled call (``_feed``) entered without numba's dispatcher, so the Python per piece is about 1 µs
+of a 64 KB piece's 8; the rest is the copy into fresh memory, which the whole-file ``events.load``
+makes in one long pass (BENCHMARKS.md, "Incremental decoding", with the floor of a bare copy).
 
 Detection never picks this format (13-byte records have no magic bytes, so any content would
 match): ``events.load`` reads it only with ``format="events"``.
