@@ -11,7 +11,11 @@ caller gives (every event must lie inside it) or else the smallest size holding 
 (truncated), or more than ``DecodeLimits.max_events`` records, raises ``EventDecodeError``.
 
 Speed: one compiled pass per piece (``_take``) normalises ``p``, checks the sensor and tracks the
-extent while it copies the records into the output (NumPy needs four passes after a copy).
+extent while it copies the records into the output (NumPy needs four passes after a copy). A stream
+(``PackedStream``) does all of a piece's work, the record held across pieces included, in one
+compiled call (``_feed``) entered without numba's dispatcher, so the Python per piece is about 1 µs
+of a 64 KB piece's 8; the rest is the copy into fresh memory, which the whole-file ``events.load``
+makes in one long pass (BENCHMARKS.md, "Incremental decoding", with the floor of a bare copy).
 
 Detection never picks this format (13-byte records have no magic bytes, so any content would
 match): ``events.load`` reads it only with ``format="events"``.
@@ -19,6 +23,8 @@ match): ``events.load`` reads it only with ``format="events"``.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import BinaryIO
 
 import numba
@@ -107,66 +113,105 @@ def write_events(path_or_file, events: np.ndarray) -> None:
     write_parts(path_or_file, [records.tobytes()])
 
 
+@numba.njit(cache=True, nogil=True)
+def _feed(chunk, out, carry, state) -> int:  # pragma: no cover - compiled
+    """One piece of a stream into ``out`` (``len(out)`` = the whole records the held bytes and ``chunk``
+    make): the held record completed from ``chunk``'s first bytes goes first, then ``chunk``'s whole
+    records (read where they lie), settled by ``_take``; ``chunk``'s last bytes are held in ``carry``.
+
+    ``state`` is ``[held bytes, width, height, largest x, largest y]``. Returns ``_take``'s index of an
+    event outside the sensor or -1; after an outside event the held bytes are left as they were. All
+    of the piece's work is here, not in Python, because at 64 KB pieces each Python step around the
+    copy costs a few percent of it."""
+    held = state[0]
+    total = held + len(chunk)
+    if len(out) == 0:
+        for i in range(len(chunk)):
+            carry[held + i] = chunk[i]
+        state[0] = total
+        return -1
+    head = lead = 0
+    if held:
+        head, lead = RECORD - held, 1
+        for i in range(head):
+            carry[held + i] = chunk[i]
+        out[0] = np.frombuffer(carry, EVENT_DTYPE)[0]
+    records = np.frombuffer(chunk[head : head + RECORD * (len(out) - lead)], EVENT_DTYPE)
+    bad = _take(records, out, lead, state[1], state[2], state[3:5])
+    if bad >= 0:
+        return bad
+    rest = total % RECORD
+    for i in range(rest):
+        carry[i] = chunk[len(chunk) - rest + i]
+    state[0] = rest
+    return -1
+
+
 class PackedStream:
     """Incremental decoding of packed records: only the bytes of a record not yet complete are held.
 
-    Per piece: one output array; the held record, completed from the piece's first bytes in a fixed
-    13-byte carry, goes first; the piece's whole records are read where they lie (a view) and
-    copied and settled by one compiled ``_take``; its last bytes go to the carry. At 64 KB pieces
-    the Python around the copy is what costs, so nothing else is allocated or converted.
+    Per piece: one output array, filled by one compiled ``_feed`` (the held record, completed from the
+    piece's first bytes in a fixed 13-byte carry, goes first; the piece's whole records are read where
+    they lie and copied and settled by ``_take``; its last bytes go to the carry). At 64 KB pieces the
+    Python around the copy is what costs, so the Python side only sizes the output and checks the
+    limit, and calls ``_feed``'s compiled code directly (see ``_compiled_feed``).
     """
 
     def __init__(self, sensor_size: tuple[int, int] | None, limits: DecodeLimits):
         self.given_size = sensor_size
-        self.width, self.height = sensor_size or (1 << 16, 1 << 16)
         self.limits = limits
         self.max_events = limits.max_events
         self.emitted = 0
-        self.seen = np.full(2, -1, dtype=np.int64)  # the largest x and y so far
-        self.carry = bytearray(RECORD)
-        self.carry_bytes = memoryview(self.carry)
-        self.carry_record = np.frombuffer(self.carry, dtype=EVENT_DTYPE)  # the same bytes, as one event
-        self.held = 0  # bytes of ``carry`` in use
-        self.offset = 0  # byte offset of the first byte of ``carry``
+        self.fed = 0  # bytes fed so far: ``fed - RECORD * emitted`` are held in ``carry``
+        width, height = sensor_size or (1 << 16, 1 << 16)
+        self.state = np.array([0, width, height, -1, -1], dtype=np.int64)  # see ``_feed``
+        self.carry = np.zeros(RECORD, dtype=np.uint8)
+        self.compiled = _compiled_feed()
 
     @property
     def buffered_bytes(self) -> int:
-        return self.held
+        return self.fed - RECORD * self.emitted
 
     @property
     def sensor_size(self) -> tuple[int, int] | None:
         return self.given_size
 
     def feed(self, chunk: memoryview) -> np.ndarray:
-        held = self.held
-        n = (held + len(chunk)) // RECORD
-        if n == 0:
-            self.carry_bytes[held : held + len(chunk)] = chunk
-            self.held += len(chunk)
-            return np.empty(0, EVENT_DTYPE)
+        """The records ``chunk`` (a 1-D memoryview of bytes) completes."""
+        fed = self.fed + len(chunk)
+        n = fed // RECORD - self.emitted
         if self.emitted + n > self.max_events:
-            _check_limit(self.emitted + n, self.limits, self.offset)
+            _check_limit(self.emitted + n, self.limits, RECORD * self.emitted)
         events = np.empty(n, EVENT_DTYPE)
-        if held:  # complete the held record, then the piece's whole records follow it
-            head = RECORD - held
-            self.carry_bytes[held:] = chunk[:head]
-            events[0] = self.carry_record[0]
-            bad = _take(np.frombuffer(chunk, EVENT_DTYPE, n - 1, head), events, 1, self.width, self.height, self.seen)
-        else:  # positional arguments: frombuffer's keywords cost a third of the call
-            head = 0
-            bad = _take(np.frombuffer(chunk, EVENT_DTYPE, n), events, 0, self.width, self.height, self.seen)
+        bad = self.compiled[chunk.readonly](chunk, events, self.carry, self.state)
         if bad >= 0:
-            _raise_outside(events, bad, self.width, self.height, self.offset)
-        self.held = rest = (held + len(chunk)) % RECORD
-        if rest:
-            self.carry_bytes[:rest] = chunk[len(chunk) - rest :]
-        self.offset += n * RECORD
+            _raise_outside(events, bad, int(self.state[1]), int(self.state[2]), RECORD * self.emitted)
+        self.fed = fed
         self.emitted += n
         return events
 
     def close(self) -> tuple[np.ndarray, tuple[int, int]]:
-        check_whole_words(NAME, 0, self.offset + self.held, RECORD, "record")
-        return np.empty(0, dtype=EVENT_DTYPE), self.given_size or _size(self.seen)
+        check_whole_words(NAME, 0, self.fed, RECORD, "record")
+        return np.empty(0, dtype=EVENT_DTYPE), self.given_size or _size(self.state[3:5])
+
+
+@functools.cache
+def _compiled_feed() -> dict[bool, Callable[..., int]]:
+    """``_feed``'s compiled code for a read-only and for a writable byte memoryview, called without the
+    dispatcher's per-call typing of four arguments (0.5 µs a call, a twentieth of a 64 KB piece); the dispatcher
+    itself where numba offers no ``get_overload``. Direct calls skip numba's type checks, which is safe
+    because ``feed`` passes exactly these types. Resolved at the first stream, not at import (the first
+    call compiles or loads ``_feed``)."""
+    compiled = {}
+    for readonly in (True, False):
+        chunk = memoryview(bytes(RECORD) if readonly else bytearray(RECORD))
+        args = (chunk, np.empty(1, EVENT_DTYPE), np.zeros(RECORD, np.uint8), np.array([0, 1, 1, -1, -1], np.int64))
+        _feed(*args)
+        try:
+            compiled[readonly] = _feed.get_overload(tuple(numba.typeof(a) for a in args))
+        except (AttributeError, KeyError):  # pragma: no cover - a numba without it
+            compiled[readonly] = _feed
+    return compiled
 
 
 EVENTS = Format(NAME, (".events",), lambda head: False, _decode, "packed 13-byte event records (t, x, y, p)")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import events
+from events import packed_records
 from events.evt2 import write_evt2
 
 load_module = importlib.import_module("events.load")  # the module, not the function events.load
@@ -58,6 +59,8 @@ def test_a_truncated_pipe_is_a_decode_error(evt2_file):
 
 
 def test_decoder_warm_up_round_trips_a_tiny_file_of_every_compiled_format():
+    packed_records._compiled_feed.cache_clear()
     seconds = events.warm_up_decoders()
     assert set(seconds) == {"aedat2", "aedat3", "aedat4", "evt3", "nmnist", "events"}
     assert all(s > 0 for s in seconds.values())
+    assert packed_records._compiled_feed.cache_info().currsize == 1  # the packed stream's code is loaded too

@@ -256,6 +256,37 @@ def test_packed_records_layout_and_load():
         events.detect_format(record)
 
 
+def test_packed_records_fed_from_any_bytes_like_cut_anywhere():
+    """Read-only and writable buffers alike (bytes, bytearray, NumPy memory of any item size), every
+    feed completing the record held from the one before."""
+    ev = events.make_events([5, 9, 9, 12, 40], [3, 10, 0, 65535, 1], [7, 1, 2, 0, 65535], [1, 0, 2, 0, 1])
+    want = [(5, 3, 7, 1), (9, 10, 1, 0), (9, 0, 2, 1), (12, 65535, 0, 0), (40, 1, 65535, 1)]
+    data = struct.pack("<" + "qHHB" * 5, *(v for e in ev.tolist() for v in e))
+    assert len(data) == 65
+    for as_buffer in (bytes, bytearray, lambda b: np.frombuffer(b, np.uint8).copy(), memoryview):
+        for step in (1, 3, 13, 14, 40, 65):
+            decoder = events.StreamDecoder("events")
+            pieces = [decoder.feed(as_buffer(data[a : a + step])) for a in range(0, len(data), step)]
+            assert np.concatenate([*pieces, decoder.close()]).tolist() == want
+            assert decoder.sensor_size == (65536, 65536) and decoder.bytes_fed == 65
+    wide = np.frombuffer(data[:52], "<i4").copy()  # items of 4 bytes: fed as its 52 bytes
+    assert events.StreamDecoder("events").feed(wide).tolist() == want[:4]
+
+
+@pytest.mark.parametrize("cut", [13, 20, 26, 30, 38])
+def test_packed_record_outside_the_sensor_raises_with_its_offset(cut):
+    """The record at bytes 26..38 (x 9 on an 8x8 sensor) raises at the feed that completes it,
+    wherever the stream is cut (also when it is the record held from the feed before)."""
+    data = written(events.write_events, events.make_events([1, 2, 3, 4], [7, 0, 9, 1], [7, 0, 1, 1], [1, 1, 1, 1]))
+    decoder = events.StreamDecoder("events", sensor_size=(8, 8))
+    assert len(decoder.feed(data[:cut])) == min(cut // 13, 2)
+    with pytest.raises(events.EventDecodeError, match="event at \\(9, 1\\) lies outside the 8x8") as raised:
+        decoder.feed(data[cut:])
+    assert raised.value.offset == 26
+    with pytest.raises(events.EventDecodeError):
+        decoder.close()
+
+
 # Malformed streams -------------------------------------------------------------------------
 
 EVT3_HEADER = b"% evt 3.0\n% format EVT3;height=48;width=64\n% end\n"
