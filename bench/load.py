@@ -88,6 +88,7 @@ class Server:
                 pass
             time.sleep(0.02)
         else:
+            self.process.kill()
             raise RuntimeError(f"server never became ready: {log.read_text()[-2000:]}")
         self.ready_s = time.perf_counter() - started
 
