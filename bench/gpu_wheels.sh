@@ -35,6 +35,7 @@ WHEELS=(
     typing-extensions==4.16.0
     lz4==4.4.5
     zstandard==0.25.0
+    orjson==3.13.0
     nir==1.0.8
 )
 
