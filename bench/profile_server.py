@@ -80,14 +80,14 @@ RULES = (
 )
 READING = (
     "Reading the stacks: 'thread hops' is `ThreadPoolExecutor.submit` and the decode worker waking in "
-    "`work_queue.get` (uploads over 128 KiB, AEDAT 4, NPZ and CSV, and any upload while the model has samples "
-    "pending), the batcher waking in `Condition.wait`, and the future callbacks that carry results back to the "
-    "loop. py-spy counts a "
+    "`work_queue.get` (uploads over 256 KiB or over the event loop's decode budget, NPZ and CSV, and uploads "
+    "of the standard path while the model has samples pending), the batcher waking in `Condition.wait`, and "
+    "the future callbacks that carry results back to the loop. py-spy counts a "
     "thread as busy while it is runnable, so a thread woken on a loaded machine is charged for its wait in the "
     "run queue too: this stage overstates what removing a hop saves (the per-thread CPU above is not sampled). "
     "'event loop' is uvloop's C code between Python "
-    "frames (socket reads and writes, httptools, wake-ups); 'request handling' is FastAPI's dependency solving "
-    "for the form fields, the API key and the context."
+    "frames (socket reads and writes, httptools, wake-ups); 'request handling' is our middleware (request log, "
+    "upload limit), FastAPI's routing and the classify handler around decode and the model."
 )
 PY_SPY = Path(sys.executable).with_name("py-spy")  # the venv's, when the venv is not on PATH
 SPY = (str(PY_SPY) if PY_SPY.exists() else "py-spy", "record", "--format", "raw", "--nonblocking")
