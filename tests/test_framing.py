@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events import EventDecodeError, FramingSpec, frame_events, make_events
-from events.framing import Scale
+from events.framing import Scale, frame_runs
 
 
 def events(t, x=None, y=None, p=None):
@@ -314,3 +314,75 @@ def test_the_extreme_axes_still_scale_exactly(sensor, frame):
     assert isinstance(scale.factor, int)
     v = np.arange(min(sensor, 1 << 16), dtype=np.uint64)
     assert ((v * np.uint64(scale.factor)) >> np.uint64(scale.shift) == v * frame // sensor).all()
+
+
+def test_frame_runs_counts_each_rows_runs_into_its_own_frames():
+    # sensor 4 x 4 framed at 2 x 2: x' = x // 2, y' = y // 2
+    stream = events(np.arange(6), x=[0, 3, 1, 2, 0, 3], y=[0, 3, 0, 2, 3, 0], p=[1, 0, 1, 1, 0, 1])
+    bounds = np.array([[0, 2, 4], [4, 4, 6], [1, 1, 1]])  # row 2: two empty runs
+    frames = frame_runs(stream, (4, 4), FramingSpec(2, 2, 2), bounds)
+    assert frames.dtype == np.float32 and frames.shape == (3, 2, 2, 2, 2)
+    expected = np.zeros((3, 2, 2, 2, 2), np.float32)
+    expected[0, 0, 1, 0, 0] = 1  # event 0: ON at (0, 0)
+    expected[0, 0, 0, 1, 1] = 1  # event 1: OFF at (1, 1)
+    expected[0, 1, 1, 0, 0] = 1  # event 2: ON at (0, 0)
+    expected[0, 1, 1, 1, 1] = 1  # event 3: ON at (1, 1)
+    expected[1, 1, 0, 1, 0] = 1  # event 4: OFF at row 1, column 0
+    expected[1, 1, 1, 0, 1] = 1  # event 5: ON at row 0, column 1
+    np.testing.assert_array_equal(frames, expected)
+    at_sensor_size = frame_runs(stream, (4, 4), FramingSpec(1, 4, 4), np.array([[0, 6]]))
+    assert at_sensor_size[0, 0, 1].tolist() == [[1, 1, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    assert at_sensor_size[0, 0, 0].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]]
+
+
+def test_frame_runs_of_no_rows_are_no_frames():
+    frames = frame_runs(events([0, 1]), (4, 4), FramingSpec(3, 2, 5), np.empty((0, 4), np.int64))
+    assert frames.shape == (0, 3, 2, 5, 2) and frames.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [[[-1, 1]], [[0, 3]], [[2, 1]], [[0, 1], [2, 0]]],
+    ids=["before-the-start", "past-the-end", "decreasing", "decreasing-in-a-later-row"],
+)
+def test_frame_runs_refuses_runs_outside_the_events_or_going_backwards(bounds):
+    with pytest.raises(ValueError, match=r"^bounds must be non-decreasing runs inside the events$"):
+        frame_runs(events([0, 1]), (4, 4), FramingSpec(1, 4, 4), np.array(bounds))
+
+
+def test_frame_runs_takes_runs_that_touch_both_ends_of_the_events():
+    frames = frame_runs(events([0, 1]), (4, 4), FramingSpec(1, 4, 4), np.array([[0, 2], [2, 2], [0, 0]]))
+    assert frames.sum(axis=(1, 2, 3, 4)).tolist() == [2, 0, 0]
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (1, 4), (3,)])
+def test_frame_runs_refuses_bounds_that_are_not_one_row_of_t_plus_one_per_sample(shape):
+    with pytest.raises(ValueError, match=rf"^bounds must be \[n, 3\], not \[{', '.join(map(str, shape))}\]$"):
+        frame_runs(events([0, 1]), (4, 4), FramingSpec(2, 4, 4), np.zeros(shape, np.int64))
+
+
+def test_frame_runs_reports_the_first_event_outside_the_sensor_of_any_row():
+    stream = events(np.arange(5), x=[0, 9, 0, 0, 9])
+    with pytest.raises(EventDecodeError, match=r"^framing: event 1 at \(9, 0\) lies outside the 8x8 sensor$"):
+        frame_runs(stream, (8, 8), FramingSpec(1, 2, 2), np.array([[2, 5], [0, 2]]))  # bad: 4 in row 0, 1 in row 1
+    with pytest.raises(EventDecodeError, match=r"event 4 at \(9, 0\)"):
+        frame_runs(stream, (8, 8), FramingSpec(1, 8, 8), np.array([[2, 5]]))
+
+
+@pytest.mark.parametrize("sensor", [(0, 8), (8, 0), ((1 << 20) + 1, 8), (8, (1 << 20) + 1)])
+def test_a_sensor_side_outside_one_to_a_million_pixels_is_refused_naming_both_sides(sensor):
+    message = rf"^framing: sensor size {sensor[0]}x{sensor[1]} is outside 1\.\.1048576 pixels a side$"
+    with pytest.raises(EventDecodeError, match=message):
+        frame_events(events([0, 1]), sensor, FramingSpec(1, 8, 8))
+
+
+def test_the_largest_sensor_side_is_accepted():
+    frames = frame_events(events([0, 1], x=[65535, 0]), (1 << 20, 1 << 20), FramingSpec(1, 2, 2))
+    assert frames[0, 1].tolist() == [[2, 0], [0, 0]]  # x' = 65535 * 2 // 2**20 = 0
+
+
+def test_too_few_events_and_events_outside_name_the_counts_and_the_sensor():
+    with pytest.raises(EventDecodeError, match=r"^framing: 3 events cannot fill 4 time steps$"):
+        frame_events(events(np.arange(3)), (8, 8), FramingSpec(4, 8, 8))
+    with pytest.raises(EventDecodeError, match=r"^framing: event 1 at \(3, 8\) lies outside the 8x8 sensor$"):
+        frame_events(events([0, 1], x=[3, 3], y=[0, 8]), (8, 8), FramingSpec(1, 8, 8))

@@ -46,9 +46,17 @@ TARGETS = (
     ),
     Target("ingest", "service/ingest.py", ("tests/test_ingest.py",)),
     Target("batcher", "service/batcher.py", ("tests/test_service_batcher.py",)),
-    Target("parity", "export/parity.py", ("tests/test_export_parity.py",)),
-    Target("classify", "service/routes/classify.py", ("tests/test_service_settings.py",)),
-    Target("framing", "events/framing.py", ("tests/test_framing.py", "tests/test_windows.py")),
+    Target("parity", "export/parity.py", ("tests/test_parity_rules.py", "tests/test_export_parity.py")),
+    Target(
+        "classify",
+        "service/routes/classify.py",
+        ("tests/test_service_settings.py", "tests/test_classify_fast_path.py"),
+    ),
+    Target(
+        "framing",
+        "events/framing.py",
+        ("tests/test_framing.py", "tests/test_windows.py", "tests/test_denoise.py"),
+    ),
 )
 
 
