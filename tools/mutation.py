@@ -89,7 +89,9 @@ def prepare(target: Target) -> Path:
 def run(target: Target) -> int:
     folder = prepare(target)
     command = ["nice", "-n", "15", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
-    env = os.environ | {"PYTHONDONTWRITEBYTECODE": "1"}
+    # each mutant is a fresh test session: the service tests take the demo export from a cache
+    # (keyed by checkpoint and exporter code, see tests/service_harness.py) instead of redoing it
+    env = os.environ | {"PYTHONDONTWRITEBYTECODE": "1", "DEMO_EXPORT_CACHE": str(WORK / "export-cache")}
     return subprocess.call(command, cwd=folder, env=env)
 
 
