@@ -360,3 +360,14 @@ def test_a_group_after_close_is_refused_naming_the_model():
     batcher.close(10)
     with pytest.raises(Overloaded, match="'gesture' is shutting down"):
         batcher.submit_group([sample(1)])
+
+
+def test_a_group_from_the_only_announced_request_runs_without_waiting_out_the_delay():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60)
+    batcher.expect(1)
+    futures = batcher.submit_group([sample(i) for i in range(3)])
+    assert [f.result(10).batch_size for f in futures] == [3, 3, 3]
+    assert batcher.pending == 0
+    batcher.close(10)
+    assert model.batches == [3]
