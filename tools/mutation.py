@@ -91,7 +91,14 @@ def run(target: Target) -> int:
     command = ["nice", "-n", "15", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
     # each mutant is a fresh test session: the service tests take the demo export from a cache
     # (keyed by checkpoint and exporter code, see tests/service_harness.py) instead of redoing it
-    env = os.environ | {"PYTHONDONTWRITEBYTECODE": "1", "DEMO_EXPORT_CACHE": str(WORK / "export-cache")}
+    # and PyTorch runs single-threaded: mutmut forks each mutant's process from one that has run
+    # the tests once, and an OpenMP thread pool does not survive a fork (the children hang)
+    env = os.environ | {
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "DEMO_EXPORT_CACHE": str(WORK / "export-cache"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     return subprocess.call(command, cwd=folder, env=env)
 
 
