@@ -29,7 +29,7 @@ import torch
 
 import models.datasets as datasets
 from events import FramingSpec
-from export.frozen import freeze
+from export.frozen import Flatten, FrozenLIF, FrozenLinear, FrozenSNN, freeze
 from export.onnx_artifact import OUTPUT_NAMES
 from export.parity import (
     RANDOM_EVENT_RATE,
@@ -458,3 +458,103 @@ def test_rate_coded_parity_inputs_are_bernoulli_trains_of_random_images():
     assert set(inputs.frames.unique().tolist()) == {0.0, 1.0}
     assert abs(float(inputs.frames.mean()) - 0.5) < 0.05  # uniform intensities fire half the time on average
     assert torch.equal(inputs.frames, parity_inputs(card, 64, seed=2).frames)
+
+
+def test_the_record_reports_default_batches_of_eight_and_means_rounded_as_the_manifest_shows(net):
+    model, frozen = net
+    seen = []
+
+    def folded(frames):
+        seen.append(len(frames))
+        return frozen(frames)
+
+    frames = torch.cat([SAMPLE[:1], SAMPLE[1:].repeat(8, 1, 1, 1, 1)])
+    report = check_parity(model, frozen, {"folded": folded}, parity_inputs_of(frames))
+    assert seen == [8, 1] and report["batch_size"] == 8
+    # 9 samples, 1 firing: spikes 3/9 = 0.33 per layer; SOPs 6/9 = 0.7 and 8/9 = 0.9
+    assert report["reference_spikes_mean"] == [0.33, 0.33]
+    assert report["reference_sops_mean"] == [0.7, 0.9]
+
+
+def test_scores_exactly_at_the_tolerance_pass(net):
+    model, frozen = net
+    scores, *rest = frozen(SAMPLE)
+    nudged = scores.double()
+    nudged[1, 0] += 1e-5  # the silent sample: 0 -> exactly SCORE_TOLERANCE
+    report = check_parity(model, frozen, {"nudged": lambda frames: (nudged, *rest)}, parity_inputs_of(SAMPLE))
+    assert report["passed"] and report["backends"]["nudged"]["scores_max_abs_diff"] == 1e-5
+
+
+def test_with_no_backend_to_compare_there_are_no_ties_and_nothing_fails(net):
+    model, frozen = net
+    report = check_parity(model, frozen, {}, parity_inputs_of(SAMPLE))
+    assert report["backends"] == {} and report["ties"] == 0 and report["passed"]
+
+
+def test_every_tied_sample_is_counted_and_scores_of_tied_samples_alone_are_not_compared(net):
+    model, frozen = net
+    twice = torch.cat([SAMPLE[:1], SAMPLE[:1]])
+    with torch.no_grad():
+        mask = torch.zeros(2, 2, 4, dtype=torch.bool)
+        mask[:, 1, 1] = True  # both samples: neuron 1 at t1
+        run = frozen.run(twice, record=False, flips={"lif2": mask})
+    outputs = tuple(getattr(run, name) for name in OUTPUT_NAMES)
+    report = check_parity(model, frozen, {"ort-like": lambda frames: outputs}, parity_inputs_of(twice))
+    figures = report["backends"]["ort-like"]
+    assert figures["mismatched_samples"] == 2 and figures["tie_samples"] == 2 and report["ties"] == 2
+    assert figures["scores_max_abs_diff"] == 0.0  # no sample agrees: nothing to compare
+    assert figures["scores_max_abs_diff_all"] == pytest.approx(0.5) and report["passed"]
+
+
+def test_parity_inputs_use_seed_zero_unless_told(monkeypatch):
+    card = card_of("no-such-set")
+    inputs = parity_inputs(card, 4)
+    assert "seed 0" in inputs.description
+    assert torch.equal(inputs.frames, parity_inputs(card, 4, seed=0).frames)
+
+
+def one_layer(weights: list[float], thresholds: list[float]) -> FrozenSNN:
+    """A frozen net of one input feature, one linear layer and one LIF layer, one time step, voting
+    pairs: neuron ``k``'s membrane is ``input * weights[k]``, compared with ``thresholds[k]``."""
+    layers = {
+        "flatten": Flatten(),
+        "fc1": FrozenLinear(torch.tensor(weights).reshape(-1, 1)),
+        "lif1": FrozenLIF(torch.tensor(thresholds), 0.5, 1),
+    }
+    return FrozenSNN(layers, time_steps=1, classes=len(weights) // 2, population=2).eval()
+
+
+def test_each_differing_sample_is_replayed_on_its_own(net):
+    """Sample 1's four decisions are closer to threshold than sample 0's two, which a backend took the
+    other way: replayed with sample 1 beside it, sample 0's pair would not be among the candidates."""
+    # neuron k: sample 0 (input 1) misses by g, sample 1 (input 2) fires by h: weight g + h, threshold 2g + h
+    g, h = [5e-5, 7e-5, 1e-2, 1e-2], [1e-6, 2e-6, 3e-6, 4e-6]
+    frozen = one_layer([a + b for a, b in zip(g, h, strict=True)], [2 * a + b for a, b in zip(g, h, strict=True)])
+    frames = torch.tensor([1.0, 2.0]).reshape(2, 1, 1, 1, 1)
+    reference = _in_batches(frozen, frames, 8)
+    got = _in_batches(frozen, frames, 8)
+    assert reference.spikes.tolist() == [[0], [4]]
+    got.spikes[0, 0] = got.step_spikes[0, 0, 0] = 2  # neurons 0 and 1 fired in sample 0
+    figures = _compare(reference, got, frozen, frames)
+    assert figures["mismatched_samples"] == 1 and figures["tie_samples"] == 1
+
+
+CROWDED = torch.ones(1, 1, 1, 1, 1)  # one sample, input 1: membranes are the weights
+
+
+def test_only_the_eight_closest_decisions_are_candidates():
+    # eight neurons fire by 1..8 e-6, the ninth misses by 9e-6, the tenth by far
+    gaps = [k * 1e-6 for k in range(1, 9)] + [-9e-6, -0.5]
+    frozen = one_layer([0.5 + gap for gap in gaps], [0.5] * 10)
+    ninth_fired = np.array([9, 10, 9, 10])  # spikes, SOPs (1 input x 10), per step the same
+    assert tie_flips(frozen, CROWDED, ninth_fired) is None
+    assert tie_flips(frozen, CROWDED, ninth_fired, candidates=9) == 1
+
+
+def test_pairs_are_tried_among_the_four_closest_decisions_only():
+    # four neurons fire by 1..4 e-6, the fifth misses by 5e-6: turning the first off and the fifth on
+    # keeps 4 spikes, but the fifth is not among the four that pairs are made of
+    gaps = [1e-6, 2e-6, 3e-6, 4e-6, -5e-6] + [-0.5] * 5
+    frozen = one_layer([0.5 + gap for gap in gaps], [0.5] * 10)
+    assert tie_flips(frozen, CROWDED, np.array([4, 10, 4, 10])) is None
+    assert tie_flips(frozen, CROWDED, np.array([2, 10, 2, 10])) == 2  # two of the four turned off
