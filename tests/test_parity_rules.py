@@ -230,17 +230,23 @@ def test_tie_flips_refuses_what_no_near_threshold_flip_explains(net):
 # --- the check ----------------------------------------------------------------------------------
 
 
+class BatchCounter:
+    """The folded module as a backend that notes the size of each batch it is given."""
+
+    def __init__(self, frozen) -> None:
+        self.frozen, self.sizes = frozen, []
+
+    def __call__(self, frames: torch.Tensor) -> tuple:
+        self.sizes.append(len(frames))
+        return self.frozen(frames)
+
+
 def test_an_equal_backend_passes_with_every_figure_of_the_record(net):
     model, frozen = net
-    inputs_seen = []
-
-    def folded(frames):
-        inputs_seen.append(len(frames))
-        return frozen(frames)
-
+    folded = BatchCounter(frozen)
     inputs = parity_inputs_of(SAMPLE.repeat(3, 1, 1, 1, 1))  # samples 0, 2, 4 fire, 1, 3, 5 are silent
     report = check_parity(model, frozen, {"folded": folded}, inputs, batch_size=4)
-    assert inputs_seen == [4, 2]
+    assert folded.sizes == [4, 2]
     assert report == {
         "reference": "training-code SpikingNet, eval mode (BatchNorm unfolded, autograd spike function)",
         "inputs": {"kind": "random", "description": "by hand", "samples": 6},
@@ -462,15 +468,10 @@ def test_rate_coded_parity_inputs_are_bernoulli_trains_of_random_images():
 
 def test_the_record_reports_default_batches_of_eight_and_means_rounded_as_the_manifest_shows(net):
     model, frozen = net
-    seen = []
-
-    def folded(frames):
-        seen.append(len(frames))
-        return frozen(frames)
-
+    folded = BatchCounter(frozen)
     frames = torch.cat([SAMPLE[:1], SAMPLE[1:].repeat(8, 1, 1, 1, 1)])
     report = check_parity(model, frozen, {"folded": folded}, parity_inputs_of(frames))
-    assert seen == [8, 1] and report["batch_size"] == 8
+    assert folded.sizes == [8, 1] and report["batch_size"] == 8
     # 9 samples, 1 firing: spikes 3/9 = 0.33 per layer; SOPs 6/9 = 0.7 and 8/9 = 0.9
     assert report["reference_spikes_mean"] == [0.33, 0.33]
     assert report["reference_sops_mean"] == [0.7, 0.9]
