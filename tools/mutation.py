@@ -50,7 +50,7 @@ TARGETS = (
     Target(
         "classify",
         "service/routes/classify.py",
-        ("tests/test_service_settings.py", "tests/test_classify_fast_path.py"),
+        ("tests/test_service_settings.py", "tests/test_classify_fast_path.py", "tests/test_classify_result.py"),
     ),
     Target(
         "framing",
