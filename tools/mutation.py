@@ -50,7 +50,12 @@ TARGETS = (
     Target(
         "classify",
         "service/routes/classify.py",
-        ("tests/test_service_settings.py", "tests/test_classify_fast_path.py", "tests/test_classify_result.py"),
+        (
+            "tests/test_service_settings.py",
+            "tests/test_classify_fast_path.py",
+            "tests/test_classify_result.py",
+            "tests/test_classify_requests.py",
+        ),
     ),
     Target(
         "framing",
