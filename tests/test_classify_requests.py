@@ -223,3 +223,11 @@ def test_an_overloaded_model_answers_503_with_retry_after_and_withdraws_only_its
         batcher.forget(1)
         gate.set()
     first.result(30)
+
+
+def test_the_request_log_line_names_the_model_the_file_count_and_the_predictions(served, caplog):
+    client, _ = served
+    with caplog.at_level("INFO", logger="stlsnn.access"):
+        labels = [r["prediction"]["label"] for r in post(client, ("files", EVT3), ("files", EVT3)).json()["results"]]
+    line = [r for r in caplog.records if r.name == "stlsnn.access" and r.path == "/v1/classify"][-1]
+    assert (line.model, line.files, line.prediction) == ("demo", 2, labels)
