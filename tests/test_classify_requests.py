@@ -231,3 +231,32 @@ def test_the_request_log_line_names_the_model_the_file_count_and_the_predictions
         labels = [r["prediction"]["label"] for r in post(client, ("files", EVT3), ("files", EVT3)).json()["results"]]
     line = [r for r in caplog.records if r.name == "stlsnn.access" and r.path == "/v1/classify"][-1]
     assert (line.model, line.files, line.prediction) == ("demo", 2, labels)
+
+
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ((("top_k", "3"),), "no event file: send multipart field 'file' (or 'files')"),
+        ((("file", EVT3), ("files", EVT3)), "send either 'file' or 'files', not both"),
+        ((("file", EVT3), ("include", "everything")), "include must be 'frames', not 'everything'"),
+        ((("file", EVT3), ("early_exit", "1.5")), "early_exit is a margin in (0, 1], not 1.5"),
+    ],
+    ids=["no-file", "file-and-files", "include", "early-exit"],
+)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_form_that_cannot_be_classified_is_422_saying_why(served, fields, detail, chunked):
+    client, _ = served
+    assert problem(post(client, *fields, chunked=chunked), 422, "invalid-parameters") == detail
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_empty_text_fields_mean_the_defaults_and_files_always_answer_a_list(served, chunked):
+    client, context = served
+    empty = [(name, "") for name in ("format", "sensor_size", "energy_profile", "include")]
+    result = post(client, ("file", EVT3), *empty, chunked=chunked).json()
+    assert result["input"]["format"] == "evt3" and "frames" not in result["input"]
+    assert result["energy"]["profile"] == context.registry.get("demo").manifest.energy.profile
+    framed = post(client, ("file", EVT3), ("include", "frames"), chunked=chunked).json()["input"]
+    assert "frames" in framed
+    one_of_several = post(client, ("files", EVT3), chunked=chunked).json()
+    assert len(one_of_several["results"]) == 1
