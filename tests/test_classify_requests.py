@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,26 +170,28 @@ SWIPE_UP = (
 
 
 @pytest.mark.parametrize(
-    ("files", "busy", "chunked", "handed"),
+    ("files", "busy", "chunked", "handed", "model"),
     [
-        ([EVT3], False, False, 0),  # small record format, announced on arrival
-        ([EVT3], False, True, 0),  # not announced on arrival, but nothing else is pending
-        ([EVT3], True, False, 0),  # others pending, but announced on arrival: the batcher waits for it
-        ([EVT3], True, True, 1),  # others pending and not announced: a thread, so batches stay full
-        ([EVT3, SWIPE_UP], False, False, 2),  # 93 + 111 KB: over 128 KiB together
-        ([("r.npz", npz(list(range(0, 20_000, 1000))))], False, False, 1),  # a zip archive inflates
+        ([EVT3], False, False, 0, "demo"),  # small record format, announced on arrival
+        ([EVT3], False, True, 0, "demo"),  # not announced on arrival, but nothing else is pending
+        ([EVT3], True, False, 0, "demo"),  # others pending, but announced on arrival: the batcher waits for it
+        ([EVT3], True, False, 0, "legacy"),  # ... announced to the model the request names
+        ([EVT3], True, True, 1, "demo"),  # others pending and not announced: a thread, so batches stay full
+        ([EVT3, SWIPE_UP], False, False, 2, "demo"),  # 93 + 111 KB: over 128 KiB together
+        ([("r.npz", npz(list(range(0, 20_000, 1000))))], False, False, 1, "demo"),  # a zip archive inflates
     ],
 )
 def test_small_cheap_uploads_decode_on_the_loop_unless_the_batcher_would_starve(
-    served, pool, files, busy, chunked, handed
+    served, pool, files, busy, chunked, handed, model
 ):
     client, context = served
-    batcher = context.registry.get("demo").batcher
+    batcher = context.registry.get(model).batcher
     if busy:
         batcher.expect(5)  # samples another request announced
     try:
         fields = [("files", f) for f in files] if len(files) > 1 else [("file", files[0])]
-        response = post(client, *fields, *NO_FILTERS, chunked=chunked)
+        url = "/v1/classify" if model == "demo" else f"/v1/models/{model}/classify"
+        response = post(client, *fields, *NO_FILTERS, url=url, chunked=chunked)
     finally:
         if busy:
             batcher.forget(5)
@@ -260,3 +263,12 @@ def test_empty_text_fields_mean_the_defaults_and_files_always_answer_a_list(serv
     assert "frames" in framed
     one_of_several = post(client, ("files", EVT3), chunked=chunked).json()
     assert len(one_of_several["results"]) == 1
+
+
+def test_the_total_time_covers_every_stage_and_lies_within_the_call(served):
+    client, _ = served
+    started = time.perf_counter()
+    timing = post(client, ("file", EVT3)).json()["timing_ms"]
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    stages = timing["decode"] + timing["frame"] + timing["queue"] + timing["infer"]
+    assert 0 < stages <= timing["total"] <= elapsed_ms
