@@ -272,3 +272,50 @@ def test_the_total_time_covers_every_stage_and_lies_within_the_call(served):
     elapsed_ms = (time.perf_counter() - started) * 1000
     stages = timing["decode"] + timing["frame"] + timing["queue"] + timing["infer"]
     assert 0 < stages <= timing["total"] <= elapsed_ms
+
+
+def test_a_client_gone_before_its_result_gets_499_and_the_log_says_why(served, monkeypatch, caplog):
+    """The request is driven as raw ASGI messages, so that the client can leave while its sample waits
+    behind a blocked model."""
+    client, context = served
+    batcher = context.registry.get("demo").batcher
+    gate = threading.Event()
+    run = batcher._run
+    monkeypatch.setattr(batcher, "_run", lambda frames: gate.wait(30) and run(frames))
+    body = form(("file", EVT3))
+    headers = [(b"content-type", CONTENT_TYPE["content-type"].encode()), (b"content-length", str(len(body)).encode())]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/classify",
+        "raw_path": b"/v1/classify",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    sent = []
+
+    async def exchange() -> None:
+        messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive() -> dict:
+            return next(messages, {"type": "http.disconnect"})
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await client.app(scope, receive, send)
+
+    try:
+        with caplog.at_level("INFO", logger="stlsnn.access"):
+            client.portal.call(exchange)
+    finally:
+        gate.set()
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    line = [r for r in caplog.records if r.name == "stlsnn.access" and r.path == "/v1/classify"][-1]
+    assert line.status == 499 and line.outcome == "client disconnected"
