@@ -2,8 +2,9 @@
 fields reaching decoding and framing, where decoding runs, and what an overloaded model answers.
 
 The demo model has 10 classes, 8 time steps and noise filters on (2000 us, hot pixels); the server
-here takes at most 2 files per request. Requests with a Content-Length take the fast path (announced
-to the batcher on arrival), chunked ones FastAPI's handler.
+here takes at most 2 files per request and asks overloaded clients to retry after 2 s. Requests with
+a Content-Length take the fast path (announced to the batcher on arrival), chunked ones FastAPI's
+handler.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def served(tmp_path_factory) -> Iterator[tuple[TestClient, object]]:
     repo = tmp_path_factory.mktemp("classify-requests")
     shutil.copytree(shared / "demo", repo / "demo")
     legacy_copy(repo, "demo", "legacy")
-    app = create_app(Settings(model_repository=repo, nvml=False, max_files=2))
+    app = create_app(Settings(model_repository=repo, nvml=False, max_files=2, retry_after_s=2))
     with TestClient(app, raise_server_exceptions=False) as client:
         assert app.state.context.registry.loaded.wait(120)
         yield client, app.state.context
@@ -114,7 +115,7 @@ def test_a_file_that_fails_to_decode_is_named_when_the_request_has_several(serve
     several = post(client, ("files", EVT3), ("files", ("C:\\uploads\\dir/bad.raw", garbage)))
     assert problem(several, 415, "unknown-format").startswith("bad.raw: ")
     one = problem(post(client, ("file", ("bad.raw", garbage))), 415, "unknown-format")
-    assert not one.startswith("bad.raw")
+    assert one.startswith("unknown: content matches none of")  # no file name before it
 
 
 def test_the_duration_limit_is_max_duration_s_to_the_microsecond(served):
@@ -220,7 +221,7 @@ def test_an_overloaded_model_answers_503_with_retry_after_and_withdraws_only_its
         response = post(client, ("files", EVT3), ("files", EVT3))  # one fits the queue, the second not
         detail = problem(response, 503, "overloaded")
         assert detail == "model 'demo' has 1 samples queued (limit 1)"
-        assert response.headers["retry-after"] == "1"
+        assert response.headers["retry-after"] == "2"  # the setting, not the default of 1
         assert batcher.pending - batcher.depth == 1  # the other request's announcement is left alone
     finally:
         batcher.forget(1)
@@ -260,7 +261,7 @@ def test_empty_text_fields_mean_the_defaults_and_files_always_answer_a_list(serv
     assert result["input"]["format"] == "evt3" and "frames" not in result["input"]
     assert result["energy"]["profile"] == context.registry.get("demo").manifest.energy.profile
     framed = post(client, ("file", EVT3), ("include", "frames"), chunked=chunked).json()["input"]
-    assert "frames" in framed
+    assert framed["frames"]["shape"] == [8, 2, 64, 64] and framed["frames"]["dtype"] == "uint16"
     one_of_several = post(client, ("files", EVT3), chunked=chunked).json()
     assert len(one_of_several["results"]) == 1
 
@@ -319,3 +320,34 @@ def test_a_client_gone_before_its_result_gets_499_and_the_log_says_why(served, m
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
     line = [r for r in caplog.records if r.name == "stlsnn.access" and r.path == "/v1/classify"][-1]
     assert line.status == 499 and line.outcome == "client disconnected"
+
+
+AEDAT4 = ("swipe_left.aedat4", (Path(__file__).resolve().parent.parent / "examples" / "swipe_left.aedat4").read_bytes())
+
+
+@pytest.mark.parametrize(("upload", "wrong"), [(EVT3, "evt2"), (AEDAT4, "npz")], ids=["on the loop", "in a thread"])
+def test_the_file_name_format_and_sensor_override_reach_the_decoder_wherever_it_runs(served, upload, wrong):
+    client, _ = served
+    name, data = upload
+    known = post(client, ("file", (f"C:\\uploads/{name}", data)), ("sensor_size", "1280x720"), *NO_FILTERS).json()
+    assert known["input"]["filename"] == name and known["input"]["sensor_size"] == [1280, 720]
+    assert problem(post(client, ("file", (name, data)), ("format", wrong)), 400, "undecodable-file")
+
+
+def test_an_unknown_format_is_415_listing_the_known_ones(served):
+    client, _ = served
+    detail = problem(post(client, ("file", EVT3), ("format", "nope")), 415, "unknown-format")
+    assert detail.startswith("unknown format 'nope'; known: ") and "evt3" in detail
+
+
+def test_the_spikes_histogram_counts_each_result_under_its_model(served):
+    client, _ = served
+
+    def observed() -> float:
+        text = client.get("/metrics").text
+        line = [row for row in text.splitlines() if row.startswith('stlsnn_spikes_per_request_count{model="demo"}')]
+        return float(line[0].split()[-1]) if line else 0.0
+
+    before = observed()
+    post(client, ("files", EVT3), ("files", EVT3))
+    assert observed() == before + 2

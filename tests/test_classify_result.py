@@ -114,3 +114,10 @@ def test_an_early_exit_reports_the_first_step_whose_margin_reaches_it_and_that_s
     assert result["decision"] == {"step": step, "margin": margin_there, "reached": reached, "index": 3, "label": "c3"}
     assert result["energy"]["snn_pj_decided"] == pj
     assert result["energy"]["assumptions"] == ["a", EARLY_DECISION_NOTE]
+
+
+def test_an_early_exit_under_a_profile_charging_non_binary_input_as_macs_has_no_decided_energy():
+    """conv1 is fed event counts; such a profile needs its SOPs per step, which the outputs do not separate."""
+    dense = EnergyProfile("dense", 1.0, 4.0, nonbinary_input="mac", source="here", assumptions=())
+    result = build_result(MODEL, PREPARED, sample(), 3, dense, "", 1.0, early_exit=0.5)
+    assert result["decision"]["step"] == 1 and result["energy"]["snn_pj_decided"] is None
