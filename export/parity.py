@@ -108,11 +108,11 @@ def _dataset_frames(card: ModelCard, spec: FramingSpec, samples: int, seed: int)
     try:
         dataset = opener(None, "test", spec, **options)
         count = min(samples, len(dataset))
+        if count == 0:
+            return f"dataset {card.dataset!r} test split is empty"
         frames = torch.stack([dataset.frames(i).float() for i in range(count)])
     except Exception as error:  # a dataset that needs files on disk: fall back to random frames
         return f"dataset {card.dataset!r} unavailable ({type(error).__name__}: {error})"
-    if count == 0:
-        return f"dataset {card.dataset!r} test split is empty"
     options_text = ", ".join(f"{k}={v}" for k, v in options.items() if k != "cache_dir")
     return ParityInputs(frames, "dataset", f"{card.dataset} test split ({options_text}), first {count} recordings")
 

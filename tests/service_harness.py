@@ -2,12 +2,16 @@
 
 ``demo_repository`` exports the bundled demo checkpoint with the real exporter (or, before the
 demo checkpoint exists, a freshly initialised checkpoint of the demo architecture) once per
-test session. ``Server`` runs ``python -m service`` on a free 127.0.0.1 port with ``STLSNN_*``
+test session. Where ``DEMO_EXPORT_CACHE`` names a folder (``tools/mutation.py`` does, since
+mutmut runs a test session per mutant and the export is most of each), the export is made once
+per checkpoint and exporter code, kept there, and each session gets its own copy of it.
+``Server`` runs ``python -m service`` on a free 127.0.0.1 port with ``STLSNN_*``
 settings, optionally with PyTorch made unimportable, and stops it with SIGTERM.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -42,8 +46,32 @@ def demo_repository(base: Path) -> Path:
     if not checkpoint.exists():
         checkpoint = _initialised_demo_checkpoint(base / "checkpoint")
     repo = base / "repo"
-    export_checkpoint(checkpoint, repo, name="demo", parity_samples=2)
+    cache = os.environ.get(EXPORT_CACHE_ENV)
+    if cache and not repo.exists():
+        kept = Path(cache) / _export_key(checkpoint)
+        if not kept.exists():
+            staging = kept.with_name(f".{kept.name}.partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            export_checkpoint(checkpoint, staging, name="demo", parity_samples=2)
+            staging.rename(kept)
+        shutil.copytree(kept, repo)
+    export_checkpoint(checkpoint, repo, name="demo", parity_samples=2)  # a copy from the cache is up to date
     return repo
+
+
+EXPORT_CACHE_ENV = "DEMO_EXPORT_CACHE"
+
+
+def _export_key(checkpoint: Path) -> str:
+    """A name for one export: the checkpoint, its card and the code that exports it, hashed."""
+    from models.checkpoint import CARD_SUFFIX
+
+    digest = hashlib.sha256()
+    code = sorted([*(ROOT / "export").rglob("*.py"), *(ROOT / "models").rglob("*.py")])
+    for path in [checkpoint, checkpoint.with_suffix(CARD_SUFFIX), *code]:
+        if path.exists():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _initialised_demo_checkpoint(folder: Path) -> Path:

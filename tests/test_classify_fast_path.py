@@ -121,6 +121,7 @@ REFUSED = {  # form -> the status FastAPI's path answers (written by hand from D
     "no file": (form(("top_k", "3")), 422),
     "file and files": (form(("file", EVT3), ("files", EVT3)), 422),
     "a file field without a file name": (form(("file", "not a file")), 422),
+    "a text field sent as a file": (form(("file", EVT3), ("top_k", ("k.txt", b"3"))), 422),
     "top_k not a number": (form(("file", EVT3), ("top_k", "three")), 422),
     "top_k out of range": (form(("file", EVT3), ("top_k", "0")), 422),
     "top_k with a sign": (form(("file", EVT3), ("top_k", "+2")), 200),

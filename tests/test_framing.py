@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import EventDecodeError, FramingSpec, frame_events, make_events
-from events.framing import Scale
+from events import EventDecodeError, FramingSpec, frame_and_report, frame_events, make_events
+from events.framing import PARALLEL_MIN_EVENTS, Scale, frame_runs
 
 
 def events(t, x=None, y=None, p=None):
@@ -314,3 +314,158 @@ def test_the_extreme_axes_still_scale_exactly(sensor, frame):
     assert isinstance(scale.factor, int)
     v = np.arange(min(sensor, 1 << 16), dtype=np.uint64)
     assert ((v * np.uint64(scale.factor)) >> np.uint64(scale.shift) == v * frame // sensor).all()
+
+
+def test_frame_runs_counts_each_rows_runs_into_its_own_frames():
+    # sensor 4 x 4 framed at 2 x 2: x' = x // 2, y' = y // 2
+    stream = events(np.arange(6), x=[0, 3, 1, 2, 0, 3], y=[0, 3, 0, 2, 3, 0], p=[1, 0, 1, 1, 0, 1])
+    bounds = np.array([[0, 2, 4], [4, 4, 6], [1, 1, 1]])  # row 2: two empty runs
+    frames = frame_runs(stream, (4, 4), FramingSpec(2, 2, 2), bounds)
+    assert frames.dtype == np.float32 and frames.shape == (3, 2, 2, 2, 2)
+    expected = np.zeros((3, 2, 2, 2, 2), np.float32)
+    expected[0, 0, 1, 0, 0] = 1  # event 0: ON at (0, 0)
+    expected[0, 0, 0, 1, 1] = 1  # event 1: OFF at (1, 1)
+    expected[0, 1, 1, 0, 0] = 1  # event 2: ON at (0, 0)
+    expected[0, 1, 1, 1, 1] = 1  # event 3: ON at (1, 1)
+    expected[1, 1, 0, 1, 0] = 1  # event 4: OFF at row 1, column 0
+    expected[1, 1, 1, 0, 1] = 1  # event 5: ON at row 0, column 1
+    np.testing.assert_array_equal(frames, expected)
+    at_sensor_size = frame_runs(stream, (4, 4), FramingSpec(1, 4, 4), np.array([[0, 6]]))
+    assert at_sensor_size[0, 0, 1].tolist() == [[1, 1, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    assert at_sensor_size[0, 0, 0].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]]
+
+
+def test_frame_runs_of_no_rows_are_no_frames():
+    frames = frame_runs(events([0, 1]), (4, 4), FramingSpec(3, 2, 5), np.empty((0, 4), np.int64))
+    assert frames.shape == (0, 3, 2, 5, 2) and frames.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [[[-1, 1]], [[0, 3]], [[2, 1]], [[0, 1], [2, 0]]],
+    ids=["before-the-start", "past-the-end", "decreasing", "decreasing-in-a-later-row"],
+)
+def test_frame_runs_refuses_runs_outside_the_events_or_going_backwards(bounds):
+    with pytest.raises(ValueError, match=r"^bounds must be non-decreasing runs inside the events$"):
+        frame_runs(events([0, 1]), (4, 4), FramingSpec(1, 4, 4), np.array(bounds))
+
+
+def test_frame_runs_takes_runs_that_touch_both_ends_of_the_events():
+    frames = frame_runs(events([0, 1]), (4, 4), FramingSpec(1, 4, 4), np.array([[0, 2], [2, 2], [0, 0]]))
+    assert frames.sum(axis=(1, 2, 3, 4)).tolist() == [2, 0, 0]
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (1, 4), (3,)])
+def test_frame_runs_refuses_bounds_that_are_not_one_row_of_t_plus_one_per_sample(shape):
+    with pytest.raises(ValueError, match=rf"^bounds must be \[n, 3\], not \[{', '.join(map(str, shape))}\]$"):
+        frame_runs(events([0, 1]), (4, 4), FramingSpec(2, 4, 4), np.zeros(shape, np.int64))
+
+
+def test_frame_runs_reports_the_first_event_outside_the_sensor_of_any_row():
+    stream = events(np.arange(5), x=[0, 9, 0, 0, 9])
+    with pytest.raises(EventDecodeError, match=r"^framing: event 1 at \(9, 0\) lies outside the 8x8 sensor$"):
+        frame_runs(stream, (8, 8), FramingSpec(1, 2, 2), np.array([[2, 5], [0, 2]]))  # bad: 4 in row 0, 1 in row 1
+    with pytest.raises(EventDecodeError, match=r"event 4 at \(9, 0\)"):
+        frame_runs(stream, (8, 8), FramingSpec(1, 8, 8), np.array([[2, 5]]))
+
+
+@pytest.mark.parametrize("sensor", [(0, 8), (8, 0), ((1 << 20) + 1, 8), (8, (1 << 20) + 1)])
+def test_a_sensor_side_outside_one_to_a_million_pixels_is_refused_naming_both_sides(sensor):
+    message = rf"^framing: sensor size {sensor[0]}x{sensor[1]} is outside 1\.\.1048576 pixels a side$"
+    with pytest.raises(EventDecodeError, match=message):
+        frame_events(events([0, 1]), sensor, FramingSpec(1, 8, 8))
+
+
+def test_the_largest_sensor_side_is_accepted():
+    frames = frame_events(events([0, 1], x=[65535, 0]), (1 << 20, 1 << 20), FramingSpec(1, 2, 2))
+    assert frames[0, 1].tolist() == [[2, 0], [0, 0]]  # x' = 65535 * 2 // 2**20 = 0
+
+
+def test_too_few_events_and_events_outside_name_the_counts_and_the_sensor():
+    with pytest.raises(EventDecodeError, match=r"^framing: 3 events cannot fill 4 time steps$"):
+        frame_events(events(np.arange(3)), (8, 8), FramingSpec(4, 8, 8))
+    with pytest.raises(EventDecodeError, match=r"^framing: event 1 at \(3, 8\) lies outside the 8x8 sensor$"):
+        frame_events(events([0, 1], x=[3, 3], y=[0, 8]), (8, 8), FramingSpec(1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ((0, 32, 32), "time_steps, width and height must be positive: FramingSpec(time_steps=0, width=32"),
+        ((8, 0, 32), "time_steps, width and height must be positive: FramingSpec(time_steps=8, width=0"),
+        ((8, 32, 0), "time_steps, width and height must be positive: FramingSpec(time_steps=8, width=32, height=0"),
+        ((8, 32, 32, "count"), "split_by must be 'number' or 'time', not 'count'"),
+        ((8, 32, 32, "time", -1), "denoise_us must be 0 (off) or positive, not -1"),
+    ],
+)
+def test_a_spec_refuses_each_nonsensical_field_saying_which(fields, message):
+    with pytest.raises(ValueError) as refused:
+        FramingSpec(*fields)
+    assert str(refused.value).startswith(message)
+
+
+def test_split_by_time_over_a_span_of_one_microsecond_puts_the_last_time_in_the_last_bin():
+    # (t - t_first) * T // span: 0 for t = 5, T (the last bin) for t = 6
+    frames = frame_events(events([5, 5, 6]), (1, 1), FramingSpec(3, 1, 1, "time"))
+    assert bins_of(frames) == [2, 0, 1]
+
+
+@pytest.mark.parametrize("split", ["number", "time"])
+def test_the_very_first_event_outside_the_sensor_is_reported(split):
+    with pytest.raises(EventDecodeError, match=r"^framing: event 0 at \(8, 0\) lies outside the 8x8 sensor$"):
+        frame_events(events([0, 1, 2], x=[8, 0, 0]), (8, 8), FramingSpec(1, 8, 8, split))
+    with pytest.raises(EventDecodeError, match=r"^framing: event 0 at \(0, 9\)"):
+        frame_runs(events([0, 1], y=[9, 0]), (8, 8), FramingSpec(1, 4, 4), np.array([[0, 2]]))
+
+
+def test_framing_without_filters_reports_them_off_and_nothing_removed():
+    frames, report = frame_and_report(events([0, 1, 2]), (1, 1), FramingSpec(1, 1, 1))
+    assert frames.sum() == 3
+    assert report.to_dict() == {
+        "denoise_us": 0,
+        "hot_pixels": False,
+        "hot_pixels_found": 0,
+        "removed": {"hot_pixels": 0, "background_activity": 0},
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64, np.int32])
+def test_frame_runs_checks_bounds_of_any_integer_type_as_signed_positions(dtype):
+    with pytest.raises(ValueError, match="non-decreasing"):
+        frame_runs(events([0, 1, 2]), (4, 4), FramingSpec(1, 4, 4), np.array([[2, 1]], dtype))
+    frames = frame_runs(events([0, 1, 2]), (4, 4), FramingSpec(1, 4, 4), np.array([[1, 3]], dtype))
+    assert frames.sum() == 2
+
+
+class RecordingHelpers:
+    """Stands in for the framing pool: keeps the jobs it is handed instead of running them."""
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+
+    def hand(self, job) -> None:
+        self.jobs.append(job)
+
+
+@pytest.mark.parametrize(("n", "handed"), [(PARALLEL_MIN_EVENTS - 1, 0), (PARALLEL_MIN_EVENTS, 1)])
+@pytest.mark.parametrize("split", ["number", "time"])
+def test_recordings_of_parallel_min_events_or_more_offer_work_to_each_helper_and_never_wait_for_it(
+    monkeypatch, n, handed, split
+):
+    """With two threads, one helper is offered the work; the caller claims every bin it has not
+    started, so a helper that runs only after framing returned finds nothing left to change."""
+    from events import framing
+
+    helpers = RecordingHelpers()
+    monkeypatch.setattr(framing, "THREADS", 2)
+    monkeypatch.setattr(framing, "_HELPERS", helpers)
+    rng = np.random.default_rng(6)
+    stream = events(np.arange(n), rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n))
+    spec = FramingSpec(4, 16, 16, split)
+    frames = frame_events(stream, (64, 64), spec)
+    assert len(helpers.jobs) == handed
+    expected = reference_frames(stream, (64, 64), spec)
+    np.testing.assert_array_equal(frames, expected)
+    for job in helpers.jobs:
+        job()  # late: every bin is claimed and counted already
+    np.testing.assert_array_equal(frames, expected)

@@ -9,6 +9,7 @@ in one time step, so which size was chosen shows in where the events land:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
@@ -25,10 +26,13 @@ from events.text_files import write_csv
 from export.manifest import Manifest
 from service.ingest import (
     IngestLimits,
+    WindowParams,
+    framing_spec,
     inline_format,
     inline_limits,
     over_inline_budget,
     prepare,
+    prepare_windows,
     warm_up_framing,
 )
 
@@ -53,10 +57,10 @@ def manifest() -> Manifest:
     )
 
 
-def npz(rows: list[tuple[int, int, int]]) -> io.BytesIO:
+def npz(rows: list[tuple[int, int, int]], times: list[int] | None = None) -> io.BytesIO:
     buffer = io.BytesIO()
     x, y, p = (np.array(column) for column in zip(*rows, strict=True))
-    t = np.arange(len(rows), dtype=np.int64) * 1000
+    t = np.arange(len(rows), dtype=np.int64) * 1000 if times is None else np.array(times, dtype=np.int64)
     np.savez(buffer, t=t, x=x.astype(np.uint16), y=y.astype(np.uint16), p=p.astype(np.uint8))
     return buffer
 
@@ -251,6 +255,86 @@ def test_the_loop_takes_uploads_up_to_256_kib_and_a_named_format_without_sniffin
     garbage = io.BytesIO(b"\x00\x01 matches no format")
     assert inline_format(garbage, SMALL, "a.bin", "evt2") == "evt2"
     assert inline_format(garbage, SMALL, "a.bin", "npz") is None
+
+
+def test_the_warm_up_runs_both_noise_filters_whatever_the_models_spec(manifest, monkeypatch):
+    """Any request may turn the filters on, so their compiled code is warmed up too."""
+    import events.denoise as denoise
+
+    ran = []
+    for name in ("hot_pixels", "background_activity"):
+        real = getattr(denoise, name)
+        monkeypatch.setattr(denoise, name, lambda *args, _real=real, _name=name: ran.append(_name) or _real(*args))
+    warm_up_framing(manifest)  # a manifest with both filters off
+    assert ran == ["hot_pixels", "background_activity"]
+
+
+def test_a_requests_noise_filters_replace_the_models_where_it_gives_them(manifest):
+    data = manifest.to_dict()
+    filtered = Manifest.from_dict(data | {"input": data["input"] | {"denoise_us": 2000, "hot_pixels": True}})
+    assert framing_spec(filtered) == events.FramingSpec(1, 4, 4, "number", 2000, True)
+    assert framing_spec(filtered, 0, False) == events.FramingSpec(1, 4, 4, "number", 0, False)
+    assert framing_spec(filtered, 500, None) == events.FramingSpec(1, 4, 4, "number", 500, True)
+    assert framing_spec(filtered, None, False) == events.FramingSpec(1, 4, 4, "number", 2000, False)
+    assert framing_spec(manifest, 700, True) == events.FramingSpec(1, 4, 4, "number", 700, True)
+
+
+# A recording for timelines: FITS at 0, 1 and 2 ms, then one more event at 6 ms.
+TIMELINE = [*FITS, (10, 10, 1)]
+TIMELINE_US = [0, 1000, 2000, 6000]
+EVERY_3_MS = WindowParams(window_us=3000, stride_us=3000, min_events=2, max_windows=10)
+
+
+def test_a_timeline_cuts_the_recording_into_windows_and_frames_the_busy_ones(manifest):
+    stream = npz(TIMELINE, TIMELINE_US)
+    stream.seek(0, io.SEEK_END)  # read from the start whatever the position
+    started = time.perf_counter()
+    prepared = prepare_windows(stream, "t.npz", None, None, manifest, LIMITS, EVERY_3_MS)
+    elapsed = time.perf_counter() - started
+    windows = prepared.windows
+    assert windows.start_us.tolist() == [0, 3000, 6000] and windows.end_us.tolist() == [3000, 6000, 9000]
+    assert windows.events.tolist() == [3, 0, 1] and windows.idle.tolist() == [False, True, True]
+    np.testing.assert_array_equal(windows.frames, frame(on={(3, 3): 1, (1, 1): 1}, off={(0, 0): 1})[None])
+    assert prepared.input == {
+        "filename": "t.npz",
+        "format": "npz",
+        "events": 4,
+        "duration_us": 6000,
+        "sensor_size": [128, 128],
+        "sensor_from_header": False,
+        "time_steps": 1,
+        "window_us": 3000,
+        "stride_us": 3000,
+        "min_events": 2,
+        "noise": {"denoise_us": 0, "hot_pixels": False},
+    }
+    assert 0 <= prepared.decode_s <= elapsed and 0 <= prepared.frame_s <= elapsed
+    assert prepared.decode_s + prepared.frame_s <= elapsed
+
+
+def test_a_timeline_frames_with_the_requests_spec_sensor_and_window_limit(manifest):
+    spec = events.FramingSpec(1, 2, 2, "number", 0, True)
+    params = WindowParams(window_us=1000, stride_us=2000, min_events=1, max_windows=4)
+    prepared = prepare_windows(npz(TIMELINE, TIMELINE_US), None, None, (256, 256), manifest, LIMITS, params, spec)
+    windows = prepared.windows
+    # windows [0, 1), [2, 3), [4, 5), [6, 7) ms: one event each but the third
+    assert windows.events.tolist() == [1, 1, 0, 1] and windows.frames.shape == (3, 1, 2, 2, 2)
+    # x' = x * 2 // 256: (0, 0) OFF, (50, 50) ON and (10, 10) ON all land in pixel (0, 0)
+    assert windows.frames[:, 0, :, 0, 0].tolist() == [[1, 0], [0, 1], [0, 1]]
+    assert prepared.input["sensor_size"] == [256, 256] and prepared.input["filename"] is None
+    assert prepared.input["noise"] == {"denoise_us": 0, "hot_pixels": True}
+    fewer = dataclasses.replace(params, max_windows=3)
+    with pytest.raises(events.LimitExceededError, match="at most 3"):
+        prepare_windows(npz(TIMELINE, TIMELINE_US), None, None, None, manifest, LIMITS, fewer)
+
+
+def test_a_timeline_keeps_to_the_recording_limits_and_a_named_format(manifest):
+    short = IngestLimits(max_events=1000, max_duration_us=5999, max_decompressed_bytes=1 << 20)
+    with pytest.raises(events.LimitExceededError, match=r"recording lasts 0\.006 s"):
+        prepare_windows(npz(TIMELINE, TIMELINE_US), "t.npz", None, None, manifest, short, EVERY_3_MS)
+    with pytest.raises(events.EventDecodeError) as raised:
+        prepare_windows(npz(TIMELINE, TIMELINE_US), "t.npz", "aedat4", None, manifest, LIMITS, EVERY_3_MS)
+    assert raised.value.status == 400
 
 
 def test_the_loop_decodes_within_a_budget_of_65536_events_and_1_mib_inflated():

@@ -292,3 +292,82 @@ def test_an_announcement_taken_over_is_submitted_by_its_taker_and_the_rest_withd
     batcher.close(10)
     other.close(10)
     assert model.batches == [1]
+
+
+def test_each_result_carries_its_own_rows_of_the_per_step_outputs_and_none_for_exports_without_them():
+    def with_steps(frames: np.ndarray) -> Outputs:
+        b = len(frames)
+        values = frames.reshape(b, -1)[:, :1]
+        return Outputs(
+            scores=values,
+            spikes=values.astype(np.int64),
+            sops=values.astype(np.int64),
+            step_scores=np.arange(b * 4, dtype=np.float32).reshape(b, 2, 2),  # [B, T, classes]
+            step_spikes=np.arange(b * 2).reshape(b, 2, 1) * 10,  # [B, T, L]
+            step_sops=np.arange(b * 2).reshape(b, 2) * 100,  # [B, T]
+        )
+
+    batcher = DynamicBatcher("m", with_steps, max_batch_size=8, max_delay_s=60)
+    batcher.expect(2)
+    first, second = (f.result(10) for f in [batcher.submit(sample(i)) for i in (0, 1)])
+    batcher.close(10)
+    assert first.batch_size == second.batch_size == 2
+    assert first.step_scores.tolist() == [[0, 1], [2, 3]] and second.step_scores.tolist() == [[4, 5], [6, 7]]
+    assert first.step_spikes.tolist() == [[0], [10]] and second.step_spikes.tolist() == [[20], [30]]
+    assert first.step_sops.tolist() == [0, 100] and second.step_sops.tolist() == [200, 300]
+    old_export = DynamicBatcher("m", Recorder(), max_delay_s=0)
+    result = old_export.submit(sample(1)).result(10)
+    old_export.close(10)
+    assert result.step_scores is None and result.step_spikes is None and result.step_sops is None
+
+
+def test_an_announcement_withdrawn_once_withdraws_nothing_more_and_leaves_nothing_to_take():
+    batcher = DynamicBatcher("m", Recorder(), max_batch_size=8, max_delay_s=60)
+    mine, theirs = batcher.announce(1), batcher.announce(1)
+    mine.withdraw()
+    mine.withdraw()
+    assert batcher.pending == 1  # the other request's sample is still announced
+    assert mine.take(batcher) == 0
+    assert theirs.take(batcher) == 1
+    batcher.forget(1)
+    batcher.close(10)
+
+
+def test_a_group_counts_as_one_announced_sample_and_waits_with_the_others():
+    model, depths = Recorder(), []
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60, on_depth=depths.append)
+    batcher.expect(2)  # a timeline request and a single-file request
+    group = batcher.submit_group([sample(i) for i in range(3)])
+    threading.Event().wait(0.05)  # room for the worker to (wrongly) start without the other request
+    assert batcher.pending == 4  # three queued, one still announced
+    single = batcher.submit(sample(3))
+    assert [f.result(10).batch_size for f in [*group, single]] == [4, 4, 4, 4]  # no 60 s wait
+    batcher.close(10)
+    assert model.batches == [4] and depths == [3, 4, 0]
+
+
+def test_a_group_into_an_empty_queue_wakes_the_worker():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=0.05, adaptive=False)
+    futures = batcher.submit_group([sample(1), sample(2)])
+    assert [float(f.result(10).scores[0]) for f in futures] == [1, 2]
+    batcher.close(10)
+    assert model.batches == [2]
+
+
+def test_a_group_after_close_is_refused_naming_the_model():
+    batcher = DynamicBatcher("gesture", Recorder(), max_delay_s=0)
+    batcher.close(10)
+    with pytest.raises(Overloaded, match="'gesture' is shutting down"):
+        batcher.submit_group([sample(1)])
+
+
+def test_a_group_from_the_only_announced_request_runs_without_waiting_out_the_delay():
+    model = Recorder()
+    batcher = DynamicBatcher("m", model, max_batch_size=8, max_delay_s=60)
+    batcher.expect(1)
+    futures = batcher.submit_group([sample(i) for i in range(3)])
+    assert [f.result(10).batch_size for f in futures] == [3, 3, 3]
+    assert batcher.pending == 0
+    batcher.close(10)
+    assert model.batches == [3]
