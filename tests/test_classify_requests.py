@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_harness import demo_repository, legacy_copy
-from test_classify_fast_path import CONTENT_TYPE, EVT3, form
+from test_classify_fast_path import CONTENT_TYPE, EVT3, form, over_the_loops_budget
 
 from service.app import create_app
 from service.routes.classify import _safe_name
@@ -168,6 +168,10 @@ SWIPE_UP = (
     "swipe_up.evt2.raw",
     (Path(__file__).resolve().parent.parent / "examples" / "swipe_up.evt2.raw").read_bytes(),
 )
+SWIPE_LEFT = (
+    "swipe_left.aedat4",
+    (Path(__file__).resolve().parent.parent / "examples" / "swipe_left.aedat4").read_bytes(),
+)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +182,9 @@ SWIPE_UP = (
         ([EVT3], True, False, 0, "demo"),  # others pending, but announced on arrival: the batcher waits for it
         ([EVT3], True, False, 0, "legacy"),  # ... announced to the model the request names
         ([EVT3], True, True, 1, "demo"),  # others pending and not announced: a thread, so batches stay full
-        ([EVT3, SWIPE_UP], False, False, 2, "demo"),  # 93 + 111 KB: over 128 KiB together
+        ([EVT3, SWIPE_UP], False, False, 0, "demo"),  # 93 + 111 KB: under 256 KiB together
+        ([SWIPE_LEFT, SWIPE_UP], False, False, 2, "demo"),  # 187 + 111 KB: over 256 KiB together
+        ([over_the_loops_budget()], False, False, 1, "demo"),  # small, but over the loop's 65,536 events: again
         ([("r.npz", npz(list(range(0, 20_000, 1000))))], False, False, 1, "demo"),  # a zip archive inflates
     ],
 )
