@@ -213,6 +213,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def newest_version(repo: Path, model: str) -> Path:
+    """The folder of the newest numeric version of ``model`` in ``repo``."""
+    return sorted((repo / model).glob("[0-9]*"), key=lambda p: int(p.name))[-1]
+
+
 def model_cost(
     repo: Path, model: str = "demo", repeats: int = 20, batches: tuple[int, ...] = (1, 32)
 ) -> dict[int, float]:
@@ -222,7 +227,7 @@ def model_cost(
     from export.manifest import Manifest
     from service.backends.onnx_backend import OnnxBackend
 
-    version_dir = sorted((repo / model).glob("[0-9]*"), key=lambda p: int(p.name))[-1]
+    version_dir = newest_version(repo, model)
     manifest = Manifest.read(version_dir)
     backend = OnnxBackend(version_dir / "model.onnx", "cpu")
     inp = manifest.input

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.load import ROOT, Server, measure, model_cost, recordings, repository
+from bench.load import ROOT, Server, measure, model_cost, newest_version, recordings, repository
 from bench.report import table, write_section
 
 
@@ -42,10 +42,8 @@ def prepare_cost(repo: Path, payloads: list[tuple[str, bytes]], model: str = "de
     from service.ingest import IngestLimits, prepare
     from service.settings import Settings
 
-    version_dir = sorted((repo / model).glob("[0-9]*"), key=lambda p: int(p.name))[-1]
-    manifest = Manifest.read(version_dir)
-    s = Settings(model_repository=repo)
-    limits = IngestLimits(s.max_events, int(s.max_duration_s * 1e6), s.max_decompressed_bytes)
+    manifest = Manifest.read(newest_version(repo, model))
+    limits = IngestLimits.of(Settings(model_repository=repo))
     per_file = []
     for name, data in payloads:
         times = []

@@ -41,10 +41,11 @@ def warm_up_decoders() -> dict[str, float]:
         started = time.perf_counter()
         buffer = io.BytesIO()
         write(buffer, sample)
-        decoded = load(buffer.getvalue(), format=name).events
+        outputs = [load(buffer.getvalue(), format=name).events]
         if name in STREAM_COMPILED:
-            decoded = StreamDecoder(name).feed(buffer.getvalue())
-        if len(decoded) != len(sample):
-            raise RuntimeError(f"warm-up {name} file decoded to {len(decoded)} events, not {len(sample)}")
+            outputs.append(StreamDecoder(name).feed(buffer.getvalue()))
+        for decoded in outputs:
+            if len(decoded) != len(sample):
+                raise RuntimeError(f"warm-up {name} file decoded to {len(decoded)} events, not {len(sample)}")
         seconds[name] = time.perf_counter() - started
     return seconds

@@ -40,6 +40,11 @@ class IngestLimits:
     max_duration_us: int
     max_decompressed_bytes: int
 
+    @classmethod
+    def of(cls, settings) -> IngestLimits:
+        """The server's limits (``service.settings.Settings``: max_events, max_duration_s, max_decompressed_bytes)."""
+        return cls(settings.max_events, int(settings.max_duration_s * 1e6), settings.max_decompressed_bytes)
+
     def decode_limits(self) -> events.DecodeLimits:
         return events.DecodeLimits(max_events=self.max_events, max_decompressed_bytes=self.max_decompressed_bytes)
 

@@ -323,8 +323,7 @@ async def _prepare_all(
     that was not announced on arrival is announced and submitted in one step, so under load its
     batches would shrink (12 to 4 samples at concurrency 32 in BENCHMARKS.md) and cost more model CPU
     than the hop to a thread saves; announced on arrival, it keeps the batcher collecting."""
-    s = ctx.settings
-    limits = IngestLimits(s.max_events, int(s.max_duration_s * 1e6), s.max_decompressed_bytes)
+    limits = IngestLimits.of(ctx.settings)
     names = [_safe_name(upload.filename) for upload in params.uploads]
     manifest = model.manifest
     spec = framing_spec(manifest, params.denoise_us, params.hot_pixels)

@@ -139,8 +139,7 @@ async def _timeline(request: Request, model: ServedModel, params: TimelineParams
     profile = energy_profile(ctx, model, params.energy_profile)
     override = parse_sensor_size(params.sensor_size)
     windowing = window_params(model, params, ctx.settings.max_timeline_windows)
-    s = ctx.settings
-    limits = IngestLimits(s.max_events, int(s.max_duration_s * 1e6), s.max_decompressed_bytes)
+    limits = IngestLimits.of(ctx.settings)
     filename = params.upload.filename
 
     model.batcher.expect(1)
@@ -170,7 +169,7 @@ async def _timeline(request: Request, model: ServedModel, params: TimelineParams
         try:
             futures = model.batcher.submit_group(list(windows.frames))
         except Overloaded as exc:
-            raise Problem(503, "overloaded", str(exc), retry_after=s.retry_after_s) from None
+            raise Problem(503, "overloaded", str(exc), retry_after=ctx.settings.retry_after_s) from None
         samples = await wait_for_results(request, futures, ctx, model)
         if samples is None:
             request.state.log["outcome"] = "client disconnected"
