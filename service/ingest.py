@@ -14,9 +14,10 @@ Why: the hop to a thread and back (executor work item, waking a worker, the GIL 
 forth, ``call_soon_threadsafe`` back to the loop) costs more server CPU than decoding and framing a
 bundled example: leaving the one AEDAT 4 example (187 KB) on the loop cut 0.3 ms of server CPU per
 request over the mix (BENCHMARKS.md, serving overhead). The budget bounds what one upload can hold
-the loop for: framing a recording that states a Gen4 1280x720 sensor costs 6 ms whatever its events
-(the noise filters' per-pixel state), and 65,536 events add at most 3 ms (8.6 ms measured for
-50,000 events of ZSTD AEDAT 4, 7.3 ms for EVT 2.1 packed with vector words).
+the loop for: a recording that states a Gen4 1280x720 sensor costs about 6 ms whatever its events
+(the noise filters' per-pixel state), and the events the budget admits add up to about 3 ms (9.3 ms
+for 50,000 events of ZSTD AEDAT 4, 8.1 ms for 65,536 of EVT 2.1 vector words in the recorded run of
+``bench.inline_budget``, BENCHMARKS.md).
 """
 
 from __future__ import annotations
